@@ -1,0 +1,1 @@
+"""Reference models and the demo that mmgov governs."""

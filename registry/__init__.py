@@ -1,0 +1,1 @@
+"""mmgov registry: versions, aliases, audit log and admin API; torch-free."""
