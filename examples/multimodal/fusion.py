@@ -90,19 +90,32 @@ def create_fusion(
     builder = FUSIONS.get(name)
     if builder is None:
         raise UnknownFusionError(f"unknown fusion {name!r}; valid: {', '.join(list_fusions())}")
-    for label, value in (("image_dim", image_dim), ("text_dim", text_dim),
-                         ("hidden_size", hidden_size), ("num_heads", num_heads)):
+    sizes = {
+        "image_dim": image_dim,
+        "text_dim": text_dim,
+        "hidden_size": hidden_size,
+        "num_heads": num_heads,
+    }
+    for label, value in sizes.items():
         if value <= 0:
             raise ValueError(f"fusion {label} must be positive, got {value}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"fusion dropout must be in [0, 1), got {dropout}")
-    kwargs = {"image_dim": image_dim, "text_dim": text_dim, "hidden_size": hidden_size,
-              "num_heads": num_heads, "dropout": dropout}
+
+    def build() -> nn.Module:
+        return builder(
+            image_dim=image_dim,
+            text_dim=text_dim,
+            hidden_size=hidden_size,
+            num_heads=num_heads,
+            dropout=dropout,
+        ).eval()
+
     if seed is None:
-        return builder(**kwargs).eval()
+        return build()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return builder(**kwargs).eval()
+        return build()
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
