@@ -1,0 +1,82 @@
+"""Reference profiles and streaming drift detectors (numpy; torch only to capture a profile)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from instrumentation._drift_detectors import (
+    DETECTORS,
+    Detector,
+    DetectorResult,
+    KSDetector,
+    MeanShiftDetector,
+    MMDRFFDetector,
+    create_detector,
+    register_detector,
+)
+from instrumentation._drift_monitor import DriftMonitor, DriftSnapshot
+from instrumentation.reference import ReferenceProfile, capture_reference
+
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "DetectorResult",
+    "DriftMonitor",
+    "DriftSnapshot",
+    "KSDetector",
+    "MMDRFFDetector",
+    "MeanShiftDetector",
+    "ReferenceProfile",
+    "build_monitors",
+    "capture_reference",
+    "create_detector",
+    "register_detector",
+]
+
+
+def build_monitors(
+    profile: ReferenceProfile,
+    *,
+    detector: str = "mean_shift",
+    window: int = 500,
+    stride: int | None = None,
+    false_alarm_rate: float = 0.05,
+    model_name: str,
+    version: str | int,
+    background: bool = True,
+    seed: int = 0,
+    on_window: Callable[[DriftSnapshot], None] | None = None,
+    **detector_options: Any,
+) -> dict[str, DriftMonitor]:
+    """One calibrated monitor per module of ``profile``, ready for ``instrument(..., drift=...)``.
+
+    ``detector_options`` go to the detector (e.g. ``n_boot``, ``n_projections``, ``n_features``).
+
+    Returns:
+        ``{module path: DriftMonitor}`` pooling like the profile was captured.
+
+    Raises:
+        ValueError: unknown detector (lists the valid ones) or invalid window/stride/rate.
+    """
+    return {
+        module: DriftMonitor(
+            create_detector(
+                detector,
+                embeddings,
+                window=window,
+                false_alarm_rate=false_alarm_rate,
+                seed=seed,
+                **detector_options,
+            ),
+            module=module,
+            model_name=model_name,
+            version=version,
+            window=window,
+            stride=stride,
+            pooling=profile.pooling,
+            background=background,
+            on_window=on_window,
+        )
+        for module, embeddings in profile.embeddings.items()
+    }
