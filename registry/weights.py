@@ -261,10 +261,11 @@ def inspect_weights(
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise InvalidInput(f"weights file {str(real)!r} cannot be opened: {exc.strerror}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InvalidInput(f"weights path {str(real)!r} is not a regular file")
     with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInput(f"weights path {str(real)!r} is not a regular file")
         if is_safetensors:
             digest, modules = _hash_safetensors(file, info.st_size, str(real))
         else:

@@ -1,0 +1,464 @@
+"""Tests for registry.weights: URI checks, checksums and per-module safetensors hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from registry.errors import InvalidInput
+from registry.weights import (
+    CHUNK_BYTES,
+    MAX_URI_LENGTH,
+    inspect_weights,
+    parse_weights_uri,
+)
+
+HOSTILE = [
+    pytest.param("", id="empty"),
+    pytest.param("weights/model.safetensors", id="relative"),
+    pytest.param("./model.safetensors", id="dot-relative"),
+    pytest.param("../model.safetensors", id="parent-relative"),
+    pytest.param("/srv/models/../../etc/passwd", id="dotdot"),
+    pytest.param("/srv/models/%2e%2e/secret", id="pct-dotdot"),
+    pytest.param("/srv/models/%2E%2E/secret", id="pct-dotdot-upper"),
+    pytest.param("/srv/models/%252e%252e/secret", id="double-pct-dotdot"),
+    pytest.param("/srv/models/%25252e%25252e/secret", id="triple-pct-dotdot"),
+    pytest.param("file:///srv/%2e%2e/etc/passwd", id="file-pct-dotdot"),
+    pytest.param("s3://bucket/a/../b", id="s3-dotdot"),
+    pytest.param("C:\\models\\m.safetensors", id="backslash"),
+    pytest.param("/srv/models\\..\\x", id="backslash-in-path"),
+    pytest.param("/srv/models/%5c..%5cx", id="pct-backslash"),
+    pytest.param("s3://user:pass@bucket/key", id="userinfo"),
+    pytest.param("https://user@host.example/key", id="user-only"),
+    pytest.param("file://user@localhost/srv/m", id="file-userinfo"),
+    pytest.param("ftp://host.example/m.bin", id="ftp"),
+    pytest.param("http://host.example/m.bin", id="plain-http"),
+    pytest.param("javascript:alert(1)", id="javascript"),
+    pytest.param("data:application/octet-stream;base64,AAAA", id="data"),
+    pytest.param("/srv/models/m\x00.safetensors", id="nul"),
+    pytest.param("/srv/models/%00m", id="pct-nul"),
+    pytest.param("/srv/models/m\n.safetensors", id="newline"),
+    pytest.param("/srv/models/m\r", id="carriage-return"),
+    pytest.param("/srv/models/m\tx", id="tab"),
+    pytest.param("/srv/models/m\x7f", id="del"),
+    pytest.param("/srv/models/m\x85", id="c1"),
+    pytest.param("s3://bucket/key%0a", id="pct-newline"),
+    pytest.param("file://evil.com/x", id="file-remote-host"),
+    pytest.param("file:relative/path", id="file-relative"),
+    pytest.param("s3:///key", id="s3-empty-host"),
+    pytest.param("https:///key", id="https-empty-host"),
+    pytest.param("gs://bucket", id="no-object-path"),
+    pytest.param("hf://org/", id="hf-no-path"),
+    pytest.param("s3:bucket/key", id="no-slashes"),
+    pytest.param("https://host.example/m.bin?X-Amz-Signature=abc", id="query"),
+    pytest.param("https://host.example/m.bin#frag", id="fragment"),
+    pytest.param("https://-host.example/m.bin", id="bad-host"),
+    pytest.param("https://h%6fst.example/m.bin", id="pct-in-host"),
+    pytest.param("https://host.example:99999/m.bin", id="bad-port"),
+    pytest.param("s3://bucket:80/key", id="port-on-s3"),
+    pytest.param(" /srv/models/m", id="leading-space"),
+    pytest.param("//host/share/m", id="unc-like"),
+    pytest.param("/" + "a" * MAX_URI_LENGTH, id="too-long"),
+]
+
+
+class TestParseWeightsUri:
+    @pytest.mark.parametrize("uri", HOSTILE)
+    def test_hostile_uri_rejected(self, uri: str) -> None:
+        """Every hostile or unknown location is refused with a reason."""
+        with pytest.raises(InvalidInput, match="refused: "):
+            parse_weights_uri(uri)
+
+    def test_userinfo_not_echoed(self) -> None:
+        """A refused URI's credentials never appear in the error message."""
+        with pytest.raises(InvalidInput) as info:
+            parse_weights_uri("s3://AKIAXYZ:s3cr3t@bucket/key")
+        assert "s3cr3t" not in info.value.detail
+        assert "user info" in info.value.detail
+
+    @pytest.mark.parametrize(
+        ("uri", "normalised"),
+        [
+            ("/srv/models/m.safetensors", "file:///srv/models/m.safetensors"),
+            ("/srv/./models//m.bin", "file:///srv/models/m.bin"),
+            ("/srv/models/a b.bin", "file:///srv/models/a%20b.bin"),
+            ("file:///srv/models/a%20b.bin", "file:///srv/models/a%20b.bin"),
+            ("file://localhost/srv/m.bin", "file:///srv/m.bin"),
+            ("FILE:/srv/m.bin", "file:///srv/m.bin"),
+            ("s3://Bucket.Name/k/m.safetensors", "s3://bucket.name/k/m.safetensors"),
+            ("gs://bucket/m.bin", "gs://bucket/m.bin"),
+            ("hf://org-name/repo/model.safetensors", "hf://org-name/repo/model.safetensors"),
+            ("HTTPS://Host.Example:8443/w/m.bin", "https://host.example:8443/w/m.bin"),
+        ],
+    )
+    def test_good_uri_normalised(self, uri: str, normalised: str) -> None:
+        """Accepted locations come back in one normal form, which parses to itself."""
+        parsed = parse_weights_uri(uri)
+        assert parsed.uri == normalised
+        assert parse_weights_uri(parsed.uri) == parsed
+
+    def test_local_path_decoded(self) -> None:
+        """A file URI's path is percent-decoded once."""
+        parsed = parse_weights_uri("file:///srv/models/a%20b.bin")
+        assert parsed.is_local
+        assert parsed.path == Path("/srv/models/a b.bin")
+        assert parsed.host is None
+
+    def test_remote_parts(self) -> None:
+        """A remote URI has a scheme and host and no local path."""
+        parsed = parse_weights_uri("s3://bucket/key.bin")
+        assert (parsed.scheme, parsed.host, parsed.path, parsed.is_local) == (
+            "s3",
+            "bucket",
+            None,
+            False,
+        )
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _expected_module_hashes(tensors: dict[str, np.ndarray]) -> dict[str, str]:
+    """The documented formula, computed independently of the module under test."""
+    dtypes = {np.dtype("float32"): "F32", np.dtype("int64"): "I64", np.dtype("float16"): "F16"}
+    groups: dict[str, list[list[object]]] = {}
+    for name in sorted(tensors):
+        array = tensors[name]
+        row = [name, dtypes[array.dtype], list(array.shape), _sha(array.tobytes())]
+        groups.setdefault(name.split(".")[0], []).append(row)
+    return {
+        prefix: _sha(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode())
+        for prefix, rows in groups.items()
+    }
+
+
+def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "image_encoder.patch.weight": rng.standard_normal((4, 3), dtype=np.float32),
+        "image_encoder.patch.bias": rng.standard_normal(4, dtype=np.float32),
+        "text_encoder.embeddings": rng.standard_normal((5, 2), dtype=np.float32),
+        "text_encoder.position_ids": np.arange(5, dtype=np.int64),
+        "fusion_layer.proj": rng.standard_normal((2, 2), dtype=np.float32).astype(np.float16),
+        "fusion_layer.empty": np.zeros((0, 3), dtype=np.float32),
+    }
+
+
+def _write_raw(
+    path: Path,
+    tensors: dict[str, np.ndarray],
+    order: list[str],
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write a safetensors file by hand, with the tensor data laid out in ``order``."""
+    dtypes = {np.dtype("float32"): "F32", np.dtype("int64"): "I64", np.dtype("float16"): "F16"}
+    header: dict[str, object] = {}
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    blobs, offset = [], 0
+    for name in order:
+        data = tensors[name].tobytes()
+        header[name] = {
+            "dtype": dtypes[tensors[name].dtype],
+            "shape": list(tensors[name].shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+class TestInspectLocal:
+    def test_plain_file_checksum_and_size(self, tmp_path: Path) -> None:
+        """A non-safetensors file gets its sha256 and size and no module hashes."""
+        data = os.urandom(3 * CHUNK_BYTES + 17)  # more than one chunk, not a multiple
+        path = tmp_path / "model.bin"
+        path.write_bytes(data)
+        info = inspect_weights(str(path))
+        assert info.sha256 == _sha(data)
+        assert info.size_bytes == len(data)
+        assert info.module_hashes == {}
+        assert info.uri == path.resolve().as_uri()
+
+    def test_safetensors_module_hashes(self, tmp_path: Path) -> None:
+        """A real safetensors file gets one hash per top-level prefix, by the documented formula."""
+        tensors = _tensors()
+        path = tmp_path / "model.safetensors"
+        save_file(tensors, str(path))
+        info = inspect_weights(str(path))
+        assert info.sha256 == _sha(path.read_bytes())
+        assert info.size_bytes == path.stat().st_size
+        assert set(info.module_hashes) == {"image_encoder", "text_encoder", "fusion_layer"}
+        assert info.module_hashes == _expected_module_hashes(tensors)
+
+    def test_tensor_across_chunks(self, tmp_path: Path) -> None:
+        """Tensors that straddle 1 MiB read boundaries hash exactly their bytes."""
+        rng = np.random.default_rng(1)
+        tensors = {
+            "image_encoder.big": rng.standard_normal(700_000, dtype=np.float32),
+            "text_encoder.big": rng.standard_normal(300_001, dtype=np.float32),
+        }
+        path = tmp_path / "big.safetensors"
+        save_file(tensors, str(path))
+        assert path.stat().st_size > 3 * CHUNK_BYTES
+        assert inspect_weights(str(path)).module_hashes == _expected_module_hashes(tensors)
+
+    def test_one_module_changed(self, tmp_path: Path) -> None:
+        """Changing one tensor changes exactly its module's hash (and the file's)."""
+        before, after = _tensors(), _tensors()
+        after["text_encoder.embeddings"] = after["text_encoder.embeddings"] + 1
+        save_file(before, str(tmp_path / "a.safetensors"))
+        save_file(after, str(tmp_path / "b.safetensors"))
+        a = inspect_weights(str(tmp_path / "a.safetensors"))
+        b = inspect_weights(str(tmp_path / "b.safetensors"))
+        assert a.sha256 != b.sha256
+        differing = {m for m in a.module_hashes if a.module_hashes[m] != b.module_hashes[m]}
+        assert differing == {"text_encoder"}
+
+    def test_tensor_order_does_not_matter(self, tmp_path: Path) -> None:
+        """Reordering tensors in the file (and adding metadata) keeps every module hash."""
+        tensors = _tensors()
+        save_file(tensors, str(tmp_path / "lib.safetensors"))
+        _write_raw(tmp_path / "rev.safetensors", tensors, sorted(tensors, reverse=True), {"k": "v"})
+        # The hand-written file is valid for the reference implementation too.
+        loaded = load_file(str(tmp_path / "rev.safetensors"))
+        assert all(np.array_equal(loaded[n], tensors[n]) for n in tensors)
+        lib = inspect_weights(str(tmp_path / "lib.safetensors"))
+        rev = inspect_weights(str(tmp_path / "rev.safetensors"))
+        assert lib.sha256 != rev.sha256
+        assert lib.module_hashes == rev.module_hashes
+
+    def test_dtype_and_shape_are_hashed(self, tmp_path: Path) -> None:
+        """Same bytes under a different shape give a different module hash."""
+        flat = {"image_encoder.w": np.arange(6, dtype=np.float32)}
+        square = {"image_encoder.w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+        save_file(flat, str(tmp_path / "flat.safetensors"))
+        save_file(square, str(tmp_path / "square.safetensors"))
+        assert (
+            inspect_weights(str(tmp_path / "flat.safetensors")).module_hashes
+            != inspect_weights(str(tmp_path / "square.safetensors")).module_hashes
+        )
+
+    def test_sha256_checked(self, tmp_path: Path) -> None:
+        """A matching sha256 (any case) is accepted; a different one is refused."""
+        path = tmp_path / "m.bin"
+        path.write_bytes(b"weights")
+        assert inspect_weights(str(path), sha256=_sha(b"weights").upper()).sha256 == _sha(
+            b"weights"
+        )
+        with pytest.raises(InvalidInput, match="sha256 mismatch"):
+            inspect_weights(str(path), sha256=_sha(b"other"))
+        with pytest.raises(InvalidInput, match="64 hexadecimal"):
+            inspect_weights(str(path), sha256="abc")
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A path that does not exist is refused."""
+        with pytest.raises(InvalidInput, match="does not exist"):
+            inspect_weights(str(tmp_path / "missing.bin"))
+
+    def test_directory_refused(self, tmp_path: Path) -> None:
+        """A directory is not a weights file."""
+        with pytest.raises(InvalidInput, match="not a regular file"):
+            inspect_weights(str(tmp_path))
+
+    def test_fifo_refused_without_blocking(self, tmp_path: Path) -> None:
+        """A FIFO is refused instead of blocking on open."""
+        fifo = tmp_path / "pipe.safetensors"
+        os.mkfifo(fifo)
+        with pytest.raises(InvalidInput, match="not a regular file"):
+            inspect_weights(str(fifo))
+
+    def test_file_uri_accepted(self, tmp_path: Path) -> None:
+        """A file:// URI is inspected like the path."""
+        path = tmp_path / "a b.bin"
+        path.write_bytes(b"x")
+        assert inspect_weights(path.as_uri()).sha256 == _sha(b"x")
+
+
+class TestAllowedRoots:
+    def test_inside_root_accepted(self, tmp_path: Path) -> None:
+        """A file inside an allowed root is accepted."""
+        root = tmp_path / "root"
+        root.mkdir()
+        (root / "m.bin").write_bytes(b"x")
+        info = inspect_weights(str(root / "m.bin"), allowed_roots=[tmp_path / "other", root])
+        assert info.size_bytes == 1
+
+    def test_outside_root_refused(self, tmp_path: Path) -> None:
+        """A file outside every allowed root is refused."""
+        (tmp_path / "m.bin").write_bytes(b"x")
+        with pytest.raises(InvalidInput, match="outside the allowed"):
+            inspect_weights(str(tmp_path / "m.bin"), allowed_roots=[tmp_path / "root"])
+
+    def test_symlink_escaping_root_refused(self, tmp_path: Path) -> None:
+        """A symlink inside the root that points outside it is refused."""
+        root, outside = tmp_path / "root", tmp_path / "secret.bin"
+        root.mkdir()
+        outside.write_bytes(b"secret")
+        (root / "link.bin").symlink_to(outside)
+        with pytest.raises(InvalidInput, match="outside the allowed"):
+            inspect_weights(str(root / "link.bin"), allowed_roots=[root])
+
+    def test_symlinked_root_and_file_inside(self, tmp_path: Path) -> None:
+        """Roots are resolved too; a symlink within the root is recorded by its real path."""
+        real_root = tmp_path / "real"
+        real_root.mkdir()
+        (real_root / "v3.bin").write_bytes(b"x")
+        (real_root / "current.bin").symlink_to(real_root / "v3.bin")
+        (tmp_path / "alias").symlink_to(real_root)
+        info = inspect_weights(str(real_root / "current.bin"), allowed_roots=[tmp_path / "alias"])
+        assert info.uri == (real_root / "v3.bin").resolve().as_uri()
+
+    def test_empty_roots_refuse_local(self, tmp_path: Path) -> None:
+        """allowed_roots=[] refuses every local path."""
+        (tmp_path / "m.bin").write_bytes(b"x")
+        with pytest.raises(InvalidInput, match="not accepted here"):
+            inspect_weights(str(tmp_path / "m.bin"), allowed_roots=[])
+
+
+class TestInspectRemote:
+    def test_remote_needs_sha256(self) -> None:
+        """A remote URI without the caller's sha256 is refused."""
+        with pytest.raises(InvalidInput, match="need the caller's sha256"):
+            inspect_weights("s3://bucket/m.safetensors")
+
+    def test_remote_recorded_not_fetched(self) -> None:
+        """A remote URI records the given sha256 (lower-cased), no size, no module hashes."""
+        digest = "AB" * 32
+        info = inspect_weights("hf://org/repo/m.safetensors", sha256=digest, allowed_roots=[])
+        assert (info.uri, info.sha256, info.size_bytes, info.module_hashes) == (
+            "hf://org/repo/m.safetensors",
+            digest.lower(),
+            None,
+            {},
+        )
+
+    def test_remote_bad_sha256(self) -> None:
+        """A sha256 that is not 64 hex characters is refused."""
+        with pytest.raises(InvalidInput, match="64 hexadecimal"):
+            inspect_weights("gs://bucket/m.bin", sha256="z" * 64)
+
+
+def _header_file(path: Path, header: object, data: bytes, length: int | None = None) -> Path:
+    raw = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    size = len(raw) if length is None else length
+    path.write_bytes(struct.pack("<Q", size) + raw + data)
+    return path
+
+
+F32_2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+
+
+class TestMalformedSafetensors:
+    @pytest.mark.parametrize(
+        ("header", "data", "length", "reason"),
+        [
+            pytest.param(b"", b"", 1000, "does not fit", id="header-length-past-eof"),
+            pytest.param(b"{}", b"", 0, "does not fit", id="zero-header-length"),
+            pytest.param(b"[1, 2]", b"", None, "not a JSON object", id="json-array"),
+            pytest.param(b"{not json", b"", None, "not UTF-8 JSON", id="not-json"),
+            pytest.param(b'{"a.w": 1, "a.w": 2}', b"", None, "duplicate key", id="duplicate"),
+            pytest.param(
+                {"a.w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}},
+                b"\0" * 8,
+                None,
+                "out of bounds",
+                id="offsets-past-end",
+            ),
+            pytest.param(
+                {"a.w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}},
+                b"\0" * 8,
+                None,
+                "out of bounds",
+                id="offsets-reversed",
+            ),
+            pytest.param(
+                {"a.w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}},
+                b"\0" * 8,
+                None,
+                "out of bounds",
+                id="offsets-negative",
+            ),
+            pytest.param(
+                {"a.w": F32_2, "b.w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+                b"\0" * 12,
+                None,
+                "overlap",
+                id="overlap",
+            ),
+            pytest.param(
+                {"a.w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+                b"\0" * 12,
+                None,
+                "gap",
+                id="gap",
+            ),
+            pytest.param({"a.w": F32_2}, b"\0" * 12, None, "trailing bytes", id="trailing"),
+            pytest.param(
+                {"a.w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+                b"\0" * 8,
+                None,
+                "byte length",
+                id="shape-mismatch",
+            ),
+            pytest.param(
+                {"a.w": {"dtype": "f32", "shape": [2], "data_offsets": [0, 8]}},
+                b"\0" * 8,
+                None,
+                "bad dtype",
+                id="bad-dtype",
+            ),
+            pytest.param(
+                {"a.w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}},
+                b"\0" * 8,
+                None,
+                "bad shape",
+                id="bad-shape",
+            ),
+            pytest.param({"a.w": "x"}, b"", None, "not an object", id="entry-not-object"),
+        ],
+    )
+    def test_rejected(
+        self, tmp_path: Path, header: object, data: bytes, length: int | None, reason: str
+    ) -> None:
+        """A malformed safetensors file is InvalidInput with the reason."""
+        path = _header_file(tmp_path / "bad.safetensors", header, data, length)
+        with pytest.raises(InvalidInput, match=f"malformed safetensors file.*{reason}"):
+            inspect_weights(str(path))
+
+    def test_shorter_than_length_prefix(self, tmp_path: Path) -> None:
+        """A file shorter than 8 bytes is refused."""
+        path = tmp_path / "tiny.safetensors"
+        path.write_bytes(b"\x02\x00")
+        with pytest.raises(InvalidInput, match="shorter than the 8-byte"):
+            inspect_weights(str(path))
+
+    def test_truncated_real_file(self, tmp_path: Path) -> None:
+        """A real safetensors file cut short is refused."""
+        path = tmp_path / "cut.safetensors"
+        save_file(_tensors(), str(path))
+        path.write_bytes(path.read_bytes()[:-5])
+        with pytest.raises(InvalidInput, match="malformed safetensors"):
+            inspect_weights(str(path))
+
+    def test_metadata_ignored(self, tmp_path: Path) -> None:
+        """__metadata__ is not a module."""
+        path = _header_file(
+            tmp_path / "m.safetensors", {"__metadata__": {"format": "np"}, "a.w": F32_2}, b"\0" * 8
+        )
+        assert set(inspect_weights(str(path)).module_hashes) == {"a"}
+
+    def test_empty_safetensors(self, tmp_path: Path) -> None:
+        """A file with no tensors is valid and has no modules."""
+        path = _header_file(tmp_path / "e.safetensors", {}, b"")
+        assert inspect_weights(str(path)).module_hashes == {}
