@@ -132,7 +132,7 @@ def _expected_module_hashes(tensors: dict[str, np.ndarray]) -> dict[str, str]:
     groups: dict[str, list[list[object]]] = {}
     for name in sorted(tensors):
         array = tensors[name]
-        row = [name, dtypes[array.dtype], list(array.shape), _sha(array.tobytes())]
+        row: list[object] = [name, dtypes[array.dtype], list(array.shape), _sha(array.tobytes())]
         groups.setdefault(name.split(".")[0], []).append(row)
     return {
         prefix: _sha(json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode())
