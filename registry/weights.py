@@ -265,11 +265,14 @@ def inspect_weights(
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise InvalidInput(f"weights path {str(real)!r} is not a regular file")
-    with os.fdopen(fd, "rb") as file:
-        if is_safetensors:
-            digest, modules = _hash_safetensors(file, info.st_size, str(real))
-        else:
-            digest, modules = _hash_stream(file), {}
+    try:
+        with os.fdopen(fd, "rb") as file:
+            if is_safetensors:
+                digest, modules = _hash_safetensors(file, info.st_size, str(real))
+            else:
+                digest, modules = _hash_stream(file), {}
+    except OSError as exc:
+        raise InvalidInput(f"weights file {str(real)!r} cannot be read: {exc.strerror}") from exc
     if expected is not None and expected != digest:
         raise InvalidInput(
             f"sha256 mismatch for {str(real)!r}: given {expected}, file has {digest}"
