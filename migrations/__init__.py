@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry schema; located through this package from any cwd."""

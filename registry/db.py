@@ -1,0 +1,253 @@
+"""Database engine, sessions, retries and schema revision checks (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from registry.errors import InvalidInput, SchemaNotAtHead
+
+DEFAULT_URL = "sqlite:///./mmgov.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITE_RETRIES = 8
+"""How often a write transaction is retried after a lock, serialisation or unique conflict."""
+
+# PostgreSQL SQLSTATEs that mean "try again": serialization_failure, deadlock_detected.
+_RETRYABLE_PG_CODES = frozenset({"40001", "40P01"})
+
+T = TypeVar("T")
+
+
+def default_url() -> str:
+    """Return ``MMGOV_DATABASE_URL`` when set, else the embedded SQLite file ``./mmgov.db``."""
+    return os.environ.get("MMGOV_DATABASE_URL") or DEFAULT_URL
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported by the caller
+        return "<unparsable URL>"
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy's pysqlite recipe: stop the driver's own BEGIN handling, emit ours on `begin`.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    # Writers take the database lock up front, so two writers never deadlock on an upgrade
+    # from a shared to a reserved lock; readers stay deferred and run beside them under WAL.
+    if conn.get_execution_options().get("mmgov_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def create_db_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with the registry's per-dialect settings.
+
+    Returns:
+        The engine.
+
+    Raises:
+        InvalidInput: if the URL cannot be parsed or names an unsupported database.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise InvalidInput("SQLite needs a file path: an in-memory database is not shared")
+        if parsed.database:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    raise InvalidInput(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        # Unique races (two first registrations, two version numbers) resolve on a retry.
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in _RETRYABLE_PG_CODES:
+        return True
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
+
+
+class Database:
+    """An engine plus session factories: ``read()`` for queries, ``write()`` for changes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(
+            self.engine.execution_options(mmgov_write=True), expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        """The dialect name: ``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """Yield a session in a read transaction that is rolled back at the end."""
+        with self._reads() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield a session in a write transaction: committed on success, rolled back on error."""
+        with self._writes() as session, session.begin():
+            yield session
+
+    def write(self, work: Callable[[Session], T], *, retries: int = WRITE_RETRIES) -> T:
+        """Run ``work`` in one write transaction, retrying on lock/serialisation/unique errors.
+
+        Each try starts from a rolled-back transaction, so ``work`` must do all its reads inside.
+
+        Returns:
+            What ``work`` returned.
+
+        Raises:
+            Whatever ``work`` raises; a database error that is still retryable after the last try.
+        """
+        for attempt in range(retries + 1):
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if attempt == retries or not _is_retryable(exc):
+                    raise
+                # Jittered backoff so retrying writers do not collide again in lockstep.
+                time.sleep(random.uniform(0, 0.01 * 2**min(attempt, 5)))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def current_revision(self) -> str | None:
+        """Return the Alembic revision the database is at, or None for an unversioned one."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    """Return an Alembic config pointing at the ``migrations`` package, independent of the cwd."""
+    import migrations
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return cfg
+
+
+def head_revision() -> str:
+    """Return the newest revision of the migrations."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships a revision
+        raise RuntimeError("migrations have no head revision")
+    return head
+
+
+def _migrate(url: str, run: Callable[[Config], None]) -> None:
+    engine = create_db_engine(url)
+    try:
+        # One write transaction: on SQLite BEGIN IMMEDIATE makes concurrent upgrades wait and
+        # then find the schema at head, instead of both creating the tables.
+        with engine.execution_options(mmgov_write=True).begin() as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            run(cfg)
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision`` (default: head)."""
+    _migrate(url, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` down to ``revision`` (``base`` drops everything)."""
+    _migrate(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _is_empty(db: Database) -> bool:
+    with db.engine.connect() as conn:
+        return not inspect(conn).get_table_names()
+
+
+def open_database(url: str | None = None) -> Database:
+    """Open the registry database and make sure its schema is at head.
+
+    An empty SQLite file (the embedded default on first use) is migrated automatically; any other
+    database must already be at head.
+
+    Returns:
+        The opened database.
+
+    Raises:
+        SchemaNotAtHead: if the schema is behind or ahead of this code's migrations.
+        InvalidInput: if the URL is invalid or names an unsupported database.
+    """
+    db = Database(url or default_url())
+    head = head_revision()
+    current = db.current_revision()
+    if current == head:
+        return db
+    if current is None and db.dialect == "sqlite" and _is_empty(db):
+        upgrade(db.url)
+        return db
+    db.dispose()
+    raise SchemaNotAtHead(
+        f"database {safe_url(db.url)} is at revision {current or 'none'}, code expects {head}: "
+        "run `mmgov db upgrade`"
+    )
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "Database",
+    "alembic_config",
+    "create_db_engine",
+    "default_url",
+    "downgrade",
+    "head_revision",
+    "open_database",
+    "safe_url",
+    "upgrade",
+]
