@@ -130,6 +130,8 @@ class SlotsCollector:
     def collect(self) -> Iterator[Metric]:
         """Yield every family; consistent per scrape because slots are copied under the lock."""
         self._before_collect()
+        # Drift first: a failing snapshot() counts an instrumentation error this very scrape shows.
+        drift_rows = list(self._drift())
         with self._lock:
             copies = [
                 (
@@ -172,13 +174,15 @@ class SlotsCollector:
                 for gauge, value in zip(gauges, stats, strict=True):
                     gauge.add_metric(lv, value)
         yield from (calls, errors, latency, nonfinite, own, *gauges)
-        yield from self._drift_families()
+        yield from self._drift_families(drift_rows)
 
-    def _drift_families(self) -> Iterator[Metric]:
+    def _drift_families(
+        self, rows: Iterable[tuple[str, float | None, int, int]]
+    ) -> Iterator[Metric]:
         score = GaugeMetricFamily(DRIFT_SCORE, _DOC[DRIFT_SCORE], labels=LABELS)
         windows = CounterMetricFamily(DRIFT_WINDOWS, _DOC[DRIFT_WINDOWS], labels=LABELS)
         alarms = CounterMetricFamily(DRIFT_ALARMS, _DOC[DRIFT_ALARMS], labels=LABELS)
-        for path, value, n_windows, n_alarms in self._drift():
+        for path, value, n_windows, n_alarms in rows:
             lv = [self._model, self._version, path]
             if value is not None:
                 score.add_metric(lv, value)

@@ -1,0 +1,442 @@
+"""Tests for instrumentation.hooks: counts, failure tracing, non-finite attribution, detach."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from typing import Any
+
+import pytest
+import torch
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+from torch import nn
+
+from instrumentation import bind_request_context, clear_request_context, instrument
+from tests.instrumentation._models import Encoder, TinyMultimodal, inputs
+
+TOP = ("image_encoder", "text_encoder", "fusion_layer")
+
+
+def value(reg: CollectorRegistry, name: str, module: str, **extra: str) -> float:
+    """Return one sample of the tiny model's metrics (0.0 when absent)."""
+    labels = {"model": "tiny", "version": "3", "module": module, **extra}
+    got = reg.get_sample_value(name, labels)
+    return 0.0 if got is None else got
+
+
+def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """Return the captured events called `name`."""
+    return [e for e in logs if e["event"] == name]
+
+
+class TestCounts:
+    def test_calls_and_latency_after_n_forwards(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """N forwards give N calls and N latency observations per top-level module."""
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry) as h:
+            assert h.modules == TOP
+            for _ in range(7):
+                model(*inputs())
+            for module in TOP:
+                assert value(registry, "mmgov_module_calls_total", module) == 7
+                assert value(registry, "mmgov_module_latency_seconds_count", module) == 7
+                assert value(registry, "mmgov_module_latency_seconds_sum", module) > 0
+                assert value(registry, "mmgov_module_errors_total", module, error_type="X") == 0
+
+    def test_latency_buckets_span_0_1_ms_to_10_s(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """The histogram has buckets at 0.1 ms and 10 s and all observations under +Inf."""
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            model(*inputs())
+            for le in ("0.0001", "10.0", "+Inf"):
+                got = value(registry, "mmgov_module_latency_seconds_bucket", "fusion_layer", le=le)
+                assert got <= 1
+            inf = value(registry, "mmgov_module_latency_seconds_bucket", "fusion_layer", le="+Inf")
+            assert inf == 1
+
+    def test_sampled_statistics_match_the_output(self, registry: CollectorRegistry) -> None:
+        """Mean, std and norm gauges equal the statistics of the sampled output."""
+        torch.manual_seed(1)
+        model = TinyMultimodal().eval()
+        image, text = inputs()
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+        ):
+            model(image, text)
+            mean = value(registry, "mmgov_module_output_mean", "image_encoder")
+            std = value(registry, "mmgov_module_output_std", "image_encoder")
+            norm = value(registry, "mmgov_module_output_norm", "image_encoder")
+        expected = model.image_encoder(image)
+        assert mean == pytest.approx(expected.mean().item(), abs=1e-5)
+        assert std == pytest.approx(expected.std(unbiased=False).item(), rel=1e-4)
+        assert norm == pytest.approx(expected.norm().item(), rel=1e-5)
+
+    def test_statistics_sampled_every_n_root_calls(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """With sample_every=3 the gauges are set on call 1 and change only on call 4."""
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=3
+        ):
+            model(*inputs())
+            first = value(registry, "mmgov_module_output_norm", "fusion_layer")
+            model(*inputs())
+            model(*inputs())
+            assert value(registry, "mmgov_module_output_norm", "fusion_layer") == first
+            model(*inputs())
+            assert value(registry, "mmgov_module_output_norm", "fusion_layer") != first
+
+    @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+    def test_works_without_gradients(
+        self, model: TinyMultimodal, registry: CollectorRegistry, mode: str
+    ) -> None:
+        """Counting and sampling work under torch.no_grad and torch.inference_mode."""
+        ctx = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+        ), ctx:
+            model(*inputs())
+            model(*inputs())
+            assert value(registry, "mmgov_module_calls_total", "text_encoder") == 2
+            assert value(registry, "mmgov_module_output_norm", "text_encoder") > 0
+
+    def test_backward_still_works(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """With gradients on, backward gives the same gradients as the bare model."""
+        image, text = inputs()
+        model(image, text).sum().backward()
+        bare = model.image_encoder.proj.weight.grad.clone()
+        model.zero_grad()
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+        ):
+            model(image, text).sum().backward()
+        assert torch.equal(model.image_encoder.proj.weight.grad, bare)
+
+    def test_threads_give_exact_counts(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Four threads of 50 forwards each count exactly 200 calls per module."""
+        barrier = threading.Barrier(4)
+
+        def work() -> None:
+            barrier.wait()
+            with torch.no_grad():
+                for _ in range(50):
+                    model(*inputs())
+
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=7
+        ):
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for module in TOP:
+                assert value(registry, "mmgov_module_calls_total", module) == 200
+                assert value(registry, "mmgov_module_latency_seconds_count", module) == 200
+
+
+class TestFailures:
+    def test_exception_attributed_and_reraised_unchanged(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """A fusion_layer failure is one event naming it, counted, and the same object propagates."""
+        boom = RuntimeError("fusion exploded")
+        model.fusion_layer.fail = boom
+        image, text = torch.randn(2, 8), torch.randn(2, 8, dtype=torch.float64)
+        model.text_encoder.double()
+        with instrument(
+            model, model_name="tiny", version=3, config_hash="c0ffee", prometheus_registry=registry
+        ), capture_logs() as logs:
+            with pytest.raises(RuntimeError) as caught:
+                model(image, text)
+            errors = value(
+                registry, "mmgov_module_errors_total", "fusion_layer", error_type="RuntimeError"
+            )
+        assert caught.value is boom
+        assert caught.value.__traceback__ is not None
+        (event,) = events(logs, "module_forward_failed")
+        assert event["module"] == "fusion_layer"
+        assert event["error_type"] == "RuntimeError"
+        assert event["error_message"] == "fusion exploded"
+        assert (event["model"], event["version"], event["config_hash"]) == ("tiny", "3", "c0ffee")
+        assert event["inputs"]["arg0"]["shape"] == [2, 8]
+        assert event["inputs"]["arg1"]["dtype"] == "float64"
+        assert errors == 1
+
+    def test_traceback_still_reaches_the_raising_line(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """The propagated traceback ends in the module's own forward."""
+        model.image_encoder.fail = ValueError("bad pixels")
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            with pytest.raises(ValueError, match="bad pixels") as caught:
+                model(*inputs())
+        assert caught.traceback[-1].name == "forward"
+        assert "_models.py" in str(caught.traceback[-1].path)
+
+    def test_nested_instrumented_modules_report_once(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """An exception crossing image_encoder.out and image_encoder is reported by the innermost."""
+
+        class Exploding(nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                raise KeyError("inner")
+
+        model.image_encoder.out = Exploding()
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry,
+            modules=["image_encoder", "image_encoder.out"],
+        ), capture_logs() as logs:
+            with pytest.raises(KeyError):
+                model(*inputs())
+            inner = value(registry, "mmgov_module_errors_total", "image_encoder.out",
+                          error_type="KeyError")
+            outer = value(registry, "mmgov_module_errors_total", "image_encoder",
+                          error_type="KeyError")
+            outer_calls = value(registry, "mmgov_module_calls_total", "image_encoder")
+        (event,) = events(logs, "module_forward_failed")
+        assert event["module"] == "image_encoder.out"
+        assert (inner, outer, outer_calls) == (1, 0, 1)
+
+    def test_request_id_carried_into_error_event(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """The bound request id appears in the failure event."""
+        model.fusion_layer.fail = RuntimeError("x")
+        bind_request_context(request_id="req-42")
+        try:
+            with instrument(
+                model, model_name="tiny", version=3, prometheus_registry=registry
+            ), capture_logs() as logs, pytest.raises(RuntimeError):
+                model(*inputs())
+        finally:
+            clear_request_context()
+        (event,) = events(logs, "module_forward_failed")
+        assert event["request_id"] == "req-42"
+
+    def test_no_info_logging_on_the_hot_path(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Successful forwards, sampled or not, log nothing."""
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+        ), capture_logs() as logs:
+            for _ in range(3):
+                model(*inputs())
+        assert logs == []
+
+
+class TestNonFinite:
+    def test_nan_attributed_to_the_producing_encoder(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """NaN made in text_encoder is named there, not in the fusion that consumes it."""
+        model.text_encoder.poison = True
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+        ), capture_logs() as logs:
+            out = model(*inputs())
+            nonfinite = {
+                m: value(registry, "mmgov_module_nonfinite_outputs_total", m) for m in TOP
+            }
+        assert torch.isnan(out).all()
+        (event,) = events(logs, "module_output_nonfinite")
+        assert event["module"] == "text_encoder"
+        assert event["nonfinite_elements"] == 16
+        assert event["shape"] == [2, 8]
+        assert nonfinite == {"image_encoder": 0, "text_encoder": 1, "fusion_layer": 1}
+
+    def test_one_event_per_root_call(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Each forward of the root reports its first non-finite module once."""
+        model.image_encoder.poison = True
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1,
+            modules=["**"],
+        ), capture_logs() as logs:
+            model(*inputs())
+            model(*inputs())
+        assert [e["module"] for e in events(logs, "module_output_nonfinite")] == [
+            "image_encoder", "image_encoder"
+        ]
+
+    def test_finite_outputs_are_not_flagged(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Ordinary outputs leave the non-finite counters at zero."""
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+        ):
+            model(*inputs())
+            for module in TOP:
+                assert value(registry, "mmgov_module_nonfinite_outputs_total", module) == 0
+
+
+class _Observer:
+    """A drift observer recording what it is given; `broken` makes both methods raise."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.seen: list[tuple[int, ...]] = []
+        self.broken = broken
+
+    def observe(self, output: Any) -> None:
+        if self.broken:
+            raise ZeroDivisionError("observer bug")
+        self.seen.append(tuple(output.shape))
+
+    def snapshot(self) -> tuple[float | None, int, int]:
+        if self.broken:
+            raise RuntimeError("snapshot bug")
+        return 0.25, 3, 1
+
+
+class TestDriftAndOwnErrors:
+    def test_drift_observed_every_call_and_exported(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """The monitor sees every output of its module; its snapshot becomes the drift metrics."""
+        obs = _Observer()
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry,
+            drift={"text_encoder": obs},
+        ):
+            for _ in range(5):
+                model(*inputs())
+            assert obs.seen == [(2, 8)] * 5
+            assert value(registry, "mmgov_drift_score", "text_encoder") == 0.25
+            assert value(registry, "mmgov_drift_windows_total", "text_encoder") == 3
+            assert value(registry, "mmgov_drift_alarms_total", "text_encoder") == 1
+
+    def test_broken_observer_counted_not_raised(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """A raising drift observer is counted and logged; inference result is unaffected."""
+        image, text = inputs()
+        expected = model(image, text)
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry,
+            drift={"fusion_layer": _Observer(broken=True)},
+        ), capture_logs() as logs:
+            got = model(image, text)
+            model(image, text)
+            own = value(registry, "mmgov_instrumentation_errors_total", "fusion_layer")
+        assert torch.equal(got, expected)
+        assert own == 3  # two observe() calls and one snapshot() at scrape
+        stages = {e["stage"] for e in events(logs, "instrumentation_error")}
+        assert stages == {"drift_observe", "drift_snapshot"}
+        assert value(registry, "mmgov_module_calls_total", "fusion_layer") == 0  # detached
+
+
+class TestSelectionAndLifecycle:
+    def test_glob_selects_every_submodule(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """`**` instruments every submodule; `*.proj` only the proj layers."""
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["**"]) as h:
+            assert set(h.modules) == {p for p, _ in model.named_modules() if p}
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["*.proj"]) as h:
+            assert h.modules == ("image_encoder.proj", "text_encoder.proj")
+
+    @pytest.mark.parametrize("spec", [["visual_encoder"], ["nothing.*"]])
+    def test_unknown_module_lists_available_paths(
+        self, model: TinyMultimodal, spec: list[str]
+    ) -> None:
+        """An unknown name or an empty pattern is a ValueError naming the available paths."""
+        with pytest.raises(ValueError, match=r"available: .*fusion_layer"):
+            instrument(model, model_name="tiny", version=3,
+                       prometheus_registry=CollectorRegistry(), modules=spec)
+        assert "forward" not in model.__dict__
+
+    def test_bad_arguments_are_refused(self, model: TinyMultimodal) -> None:
+        """sample_every < 1, an empty model name and a monitor for an uninstrumented module fail."""
+        reg = CollectorRegistry()
+        with pytest.raises(ValueError, match="sample_every"):
+            instrument(model, model_name="tiny", version=3, prometheus_registry=reg,
+                       sample_every=0)
+        with pytest.raises(ValueError, match="model_name"):
+            instrument(model, model_name="", version=3, prometheus_registry=reg)
+        with pytest.raises(ValueError, match="not instrumented"):
+            instrument(model, model_name="tiny", version=3, prometheus_registry=reg,
+                       drift={"image_encoder.proj": _Observer()})
+        assert all("forward" not in m.__dict__ for m in model.modules())
+
+    def test_double_instrument_refused_without_double_counting(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Instrumenting an instrumented model fails clearly and the first handle counts once."""
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            with pytest.raises(ValueError, match="already instrumented"):
+                instrument(model, model_name="tiny", version=3,
+                           prometheus_registry=CollectorRegistry())
+            model(*inputs())
+            assert value(registry, "mmgov_module_calls_total", "fusion_layer") == 1
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            model(*inputs())
+            assert value(registry, "mmgov_module_calls_total", "fusion_layer") == 1
+
+    def test_detach_leaves_no_trace(self, registry: CollectorRegistry) -> None:
+        """After detach: no wrapper, no hooks, forward is the class's, model collectable."""
+        model = TinyMultimodal()
+        h = instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                       modules=["**"], sample_every=1)
+        out = model(*inputs())
+        h.detach()
+        h.detach()  # idempotent
+        for m in model.modules():
+            assert "forward" not in m.__dict__
+            assert type(m).forward is m.forward.__func__
+            assert not m._forward_hooks and not m._forward_pre_hooks
+        assert list(registry.collect()) == []
+        ref = weakref.ref(model)
+        del model, out
+        gc.collect()
+        assert ref() is None
+        assert not any(isinstance(o, torch.Tensor) for o in gc.get_referents(h.__dict__))
+
+    def test_detach_restores_a_previous_instance_forward(self, registry: CollectorRegistry) -> None:
+        """A forward patched on the instance before instrumenting is put back on detach."""
+        enc = Encoder()
+        patched = enc.forward
+        enc.forward = patched  # type: ignore[method-assign]
+        outer = nn.Sequential(enc)
+        with instrument(outer, model_name="tiny", version=3, prometheus_registry=registry):
+            outer(torch.randn(1, 8))
+        assert enc.__dict__["forward"] is patched
+
+    def test_transformers_style_outputs(self, registry: CollectorRegistry) -> None:
+        """Dict, tuple and ModelOutput outputs give statistics of their main tensor."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        class Multi(nn.Module):
+            def __init__(self, kind: str) -> None:
+                super().__init__()
+                self.kind = kind
+
+            def forward(self, x: torch.Tensor) -> Any:
+                if self.kind == "dict":
+                    return {"emb": x * 2, "mask": torch.ones(1, dtype=torch.long)}
+                if self.kind == "tuple":
+                    return (None, x * 2)
+                return BaseModelOutput(last_hidden_state=x * 2)
+
+        kinds = ("dict", "tuple", "model_output")
+        model = nn.ModuleDict({k: Multi(k) for k in kinds})
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        sample_every=1):
+            x = torch.ones(2, 3)
+            for k in kinds:
+                model[k](x)
+            for k in kinds:
+                assert value(registry, "mmgov_module_output_mean", k) == 2.0
