@@ -122,3 +122,27 @@ class TestPreprocessor:
         """A config without the image_encoder section cannot make a preprocessor."""
         with pytest.raises(ExampleConfigError, match="image_encoder"):
             Preprocessor.from_config({"text_encoder": {"max_length": 8}})
+
+
+def test_topics_are_apart_in_text_embedding_space() -> None:
+    """Held-out sentences are assigned to their own topic by nearest centroid (drift scenario)."""
+    from examples.multimodal import build_text_encoder, load_tokenizer, masked_mean
+
+    encoder = build_text_encoder({"type": "minilm"})
+    tokenizer = load_tokenizer()
+    topics = list_topics()
+    centroids, held_out = [], []
+    for topic in topics:
+        texts = load_texts(topic)[:60]
+        tokens = tokenizer(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = encoder(tokens["input_ids"], tokens["attention_mask"])
+        emb = torch.nn.functional.normalize(masked_mean(hidden, tokens["attention_mask"]), dim=-1)
+        centroids.append(emb[::2].mean(dim=0))
+        held_out.append(emb[1::2])
+    stacked = torch.stack(centroids)
+    correct = sum(
+        int(((emb @ stacked.T).argmax(dim=1) == i).sum()) for i, emb in enumerate(held_out)
+    )
+    total = sum(len(emb) for emb in held_out)
+    assert correct / total >= 0.9
