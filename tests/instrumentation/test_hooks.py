@@ -147,7 +147,7 @@ class TestFailures:
     def test_exception_attributed_and_reraised_unchanged(
         self, model: TinyMultimodal, registry: CollectorRegistry
     ) -> None:
-        """A fusion_layer failure is one event naming it, counted, and the same object propagates."""
+        """A fusion_layer failure is one event naming it, counted; the same object propagates."""
         boom = RuntimeError("fusion exploded")
         model.fusion_layer.fail = boom
         image, text = torch.randn(2, 8), torch.randn(2, 8, dtype=torch.float64)
@@ -176,16 +176,18 @@ class TestFailures:
     ) -> None:
         """The propagated traceback ends in the module's own forward."""
         model.image_encoder.fail = ValueError("bad pixels")
-        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
-            with pytest.raises(ValueError, match="bad pixels") as caught:
-                model(*inputs())
+        with (
+            instrument(model, model_name="tiny", version=3, prometheus_registry=registry),
+            pytest.raises(ValueError, match="bad pixels") as caught,
+        ):
+            model(*inputs())
         assert caught.traceback[-1].name == "forward"
         assert "_models.py" in str(caught.traceback[-1].path)
 
     def test_nested_instrumented_modules_report_once(
         self, model: TinyMultimodal, registry: CollectorRegistry
     ) -> None:
-        """An exception crossing image_encoder.out and image_encoder is reported by the innermost."""
+        """An exception crossing image_encoder.out and image_encoder is reported by the inner."""
 
         class Exploding(nn.Module):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -397,7 +399,8 @@ class TestSelectionAndLifecycle:
         for m in model.modules():
             assert "forward" not in m.__dict__
             assert type(m).forward is m.forward.__func__
-            assert not m._forward_hooks and not m._forward_pre_hooks
+            assert not m._forward_hooks
+            assert not m._forward_pre_hooks
         assert list(registry.collect()) == []
         ref = weakref.ref(model)
         del model, out
