@@ -59,6 +59,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         save_file(tensors, tmp_name, metadata={"format": "pt"})
+        # mkstemp makes the file private; weights are read by other processes (the sidecar).
+        os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
