@@ -1,0 +1,202 @@
+"""Plain pydantic schemas the service returns and accepts; ORM rows never leave the service."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["reader", "maintainer", "admin"]
+T = TypeVar("T")
+
+
+class Unset(enum.Enum):
+    """Type of ``UNSET``: "the caller does not check the alias's current version"."""
+
+    UNSET = "UNSET"
+
+
+UNSET = Unset.UNSET
+"""Sentinel for ``expected_version``: skip the check (``None`` means "expect no alias yet")."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Actor(_Frozen):
+    """Who calls the service: a person or token, its team (None for admins without one), role."""
+
+    name: str
+    team: str | None = None
+    role: Role
+
+
+class Page(_Frozen, Generic[T]):
+    """One page of a keyset-paginated listing; pass ``next_cursor`` back for the next page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class ModelInfo(_Frozen):
+    name: str
+    team: str | None
+    description: str
+    latest_version: int | None
+    created_at: datetime
+    created_by: str
+
+
+class VersionInfo(_Frozen):
+    model: str
+    version: int
+    semver: str | None
+    config: dict[str, Any]
+    config_hash: str
+    weights_uri: str
+    weights_sha256: str
+    weights_bytes: int | None
+    module_hashes: dict[str, str]
+    parent_version: int | None
+    note: str
+    created_by: str
+    created_at: datetime
+
+
+class RegisterResult(_Frozen):
+    version: VersionInfo
+    created: bool
+
+
+class AliasInfo(_Frozen):
+    model: str
+    alias: str
+    version: int
+    previous_version: int | None
+    updated_at: datetime
+    updated_by: str
+
+
+class ResolvedAlias(_Frozen):
+    model: str
+    alias: str
+    version: VersionInfo
+    updated_at: datetime
+
+
+class AuditEventInfo(_Frozen):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    model: str | None
+    version: int | None
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Checkpoint(_Frozen):
+    """The audit head at one moment; keep it outside the database to detect later rewrites."""
+
+    seq: int
+    hash: str
+
+
+class AuditReport(_Frozen):
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+class ReferenceInfo(_Frozen):
+    model: str
+    version: int
+    format: str
+    sha256: str
+    size_bytes: int
+    n_samples: int
+    modules: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class ReferenceBlob(_Frozen):
+    info: ReferenceInfo
+    blob: bytes
+
+
+class AlertIn(BaseModel):
+    """One alert of an Alertmanager (v4) webhook payload."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    generator_url: str | None = Field(default=None, alias="generatorURL")
+    fingerprint: str = Field(min_length=1, max_length=128)
+
+
+class IncidentInfo(_Frozen):
+    id: int
+    fingerprint: str
+    status: Literal["open", "resolved"]
+    alertname: str
+    model: str | None
+    version: int | None
+    module: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TeamInfo(_Frozen):
+    name: str
+    created_at: datetime
+    created_by: str
+
+
+class TokenInfo(_Frozen):
+    id: int
+    team: str
+    name: str
+    role: Role
+    prefix: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+__all__ = [
+    "UNSET",
+    "Actor",
+    "AlertIn",
+    "AliasInfo",
+    "AuditEventInfo",
+    "AuditReport",
+    "Checkpoint",
+    "IncidentInfo",
+    "ModelInfo",
+    "Page",
+    "ReferenceBlob",
+    "ReferenceInfo",
+    "RegisterResult",
+    "ResolvedAlias",
+    "Role",
+    "TeamInfo",
+    "TokenInfo",
+    "Unset",
+    "VersionInfo",
+]

@@ -1,0 +1,58 @@
+"""The one writer: every state change runs here in one transaction with its audit event."""
+
+from __future__ import annotations
+
+from registry.schemas import UNSET, Unset
+from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
+from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
+from registry.service.incidents import list_incidents, record_alerts
+from registry.service.references import MAX_REFERENCE_BYTES, attach_reference, get_reference
+from registry.service.tokens import (
+    TOKEN_PREFIX,
+    authenticate,
+    create_team,
+    create_token,
+    list_teams,
+    list_tokens,
+    revoke_token,
+)
+from registry.service.versions import (
+    create_model,
+    diff_versions,
+    get_model,
+    get_version,
+    list_models,
+    list_versions,
+    register_version,
+)
+
+__all__ = [
+    "MAX_REFERENCE_BYTES",
+    "TOKEN_PREFIX",
+    "UNSET",
+    "Unset",
+    "attach_reference",
+    "authenticate",
+    "create_model",
+    "create_team",
+    "create_token",
+    "diff_versions",
+    "export_checkpoint",
+    "get_model",
+    "get_reference",
+    "get_version",
+    "list_aliases",
+    "list_audit",
+    "list_incidents",
+    "list_models",
+    "list_teams",
+    "list_tokens",
+    "list_versions",
+    "promote",
+    "record_alerts",
+    "register_version",
+    "resolve_alias",
+    "revoke_token",
+    "rollback",
+    "verify_audit",
+]

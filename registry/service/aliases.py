@@ -1,0 +1,251 @@
+"""Aliases (deployment pointers): promote, roll back along the alias's history, resolve, list.
+
+Promoting an alias to the version it already points at is a no-op: it returns the alias
+unchanged and appends no audit event (nothing changed, so there is nothing to audit).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry import audit
+from registry.db import Database
+from registry.errors import Conflict, NotFound
+from registry.models import Alias, AliasHistory, Model, ModelVersion, utcnow
+from registry.schemas import UNSET, Actor, AliasInfo, ResolvedAlias, Unset
+from registry.service._common import (
+    alias_info,
+    check_slug,
+    require_writer,
+    version_info,
+    version_row,
+    visible_model,
+)
+
+
+def _number(session: Session, version_id: int) -> int:
+    return session.scalars(select(ModelVersion.version).where(ModelVersion.id == version_id)).one()
+
+
+def _check_expected(
+    model: str, alias: str, current: int | None, expected: int | Unset | None
+) -> None:
+    if expected is UNSET or expected == current:
+        return
+    now = f"is at version {current}" if current is not None else "does not exist"
+    want = f"version {expected}" if expected is not None else "no alias"
+    raise Conflict(f"alias {alias!r} of model {model!r} {now}, but the caller expected {want}")
+
+
+def _alias_row(session: Session, model: Model, name: str) -> Alias | None:
+    return session.scalars(
+        select(Alias).where(Alias.model_id == model.id, Alias.name == name).with_for_update()
+    ).one_or_none()
+
+
+def _live_stack(session: Session, alias: Alias) -> list[AliasHistory]:
+    """History rows not rolled back, newest first; the first is where the alias points now."""
+    return list(
+        session.scalars(
+            select(AliasHistory)
+            .where(AliasHistory.alias_id == alias.id, AliasHistory.rolled_back_at.is_(None))
+            .order_by(AliasHistory.id.desc())
+        )
+    )
+
+
+def promote(
+    db: Database,
+    actor: Actor,
+    *,
+    model: str,
+    version: int,
+    alias: str,
+    expected_version: int | Unset | None = UNSET,
+) -> AliasInfo:
+    """Point ``alias`` at ``version``, creating the alias if needed.
+
+    Returns:
+        The alias after the change (unchanged when it already pointed at ``version``).
+
+    Raises:
+        InvalidInput: bad alias name. PermissionDenied: reader. NotFound: model or version.
+        Conflict: ``expected_version`` is not the alias's current version.
+    """
+    require_writer(actor)
+    check_slug(alias, "alias name")
+
+    def work(session: Session) -> AliasInfo:
+        row = visible_model(session, actor, model, lock=True)
+        target = version_row(session, row, version)
+        current = _alias_row(session, row, alias)
+        before = _number(session, current.version_id) if current is not None else None
+        _check_expected(model, alias, before, expected_version)
+        if current is not None and before == version:
+            return alias_info(model, current, version, None)
+        now = utcnow()
+        if current is None:
+            current = Alias(
+                model_id=row.id,
+                name=alias,
+                version_id=target.id,
+                updated_at=now,
+                updated_by=actor.name,
+            )
+            session.add(current)
+        else:
+            current.version_id, current.updated_at, current.updated_by = target.id, now, actor.name
+        session.flush()
+        session.add(
+            AliasHistory(
+                alias_id=current.id,
+                version_id=target.id,
+                action="promote",
+                actor=actor.name,
+                at=now,
+            )
+        )
+        audit.append(
+            session,
+            actor=actor.name,
+            action="alias.promote",
+            model=model,
+            version=version,
+            payload={"alias": alias, "before": before, "after": version},
+        )
+        return alias_info(model, current, version, before)
+
+    return db.write(work)
+
+
+def rollback(
+    db: Database,
+    actor: Actor,
+    *,
+    model: str,
+    alias: str,
+    to: int | None = None,
+    expected_version: int | Unset | None = UNSET,
+) -> AliasInfo:
+    """Move ``alias`` back: to the version it pointed at before the current one, or to ``to``.
+
+    Rolling back pops the alias's history, so repeated rollbacks walk further back. ``to`` must
+    be a version the alias pointed at before.
+
+    Returns:
+        The alias after the rollback.
+
+    Raises:
+        NotFound: model, version or alias. PermissionDenied: reader.
+        Conflict: stale ``expected_version``, nothing to roll back to, ``to`` is the current
+        version or was never live under this alias.
+    """
+    require_writer(actor)
+    check_slug(alias, "alias name")
+
+    def work(session: Session) -> AliasInfo:
+        row = visible_model(session, actor, model, lock=True)
+        current = _alias_row(session, row, alias)
+        if current is None:
+            raise NotFound(f"model {model!r} has no alias {alias!r}")
+        before = _number(session, current.version_id)
+        _check_expected(model, alias, before, expected_version)
+        stack = _live_stack(session, current)
+        now = utcnow()
+        if to is None:
+            if len(stack) < 2:
+                raise Conflict(
+                    f"alias {alias!r} of model {model!r} has nothing to roll back to: "
+                    f"version {before} is the first version it pointed at"
+                )
+            stack[0].rolled_back_at = now
+            target_id = stack[1].version_id
+        else:
+            target_id = version_row(session, row, to).id
+            if to == before:
+                raise Conflict(f"alias {alias!r} of model {model!r} is already at version {to}")
+            depth = next((i for i, h in enumerate(stack) if h.version_id == target_id), None)
+            if depth is not None:
+                for entry in stack[:depth]:
+                    entry.rolled_back_at = now
+            else:
+                ever = session.scalars(
+                    select(AliasHistory.id)
+                    .where(
+                        AliasHistory.alias_id == current.id,
+                        AliasHistory.version_id == target_id,
+                    )
+                    .limit(1)
+                ).first()
+                if ever is None:
+                    raise Conflict(
+                        f"version {to} was never live under alias {alias!r} of model {model!r}: "
+                        "promote it instead"
+                    )
+                session.add(
+                    AliasHistory(
+                        alias_id=current.id,
+                        version_id=target_id,
+                        action="rollback",
+                        actor=actor.name,
+                        at=now,
+                    )
+                )
+        current.version_id, current.updated_at, current.updated_by = target_id, now, actor.name
+        session.flush()
+        after = _number(session, target_id)
+        audit.append(
+            session,
+            actor=actor.name,
+            action="alias.rollback",
+            model=model,
+            version=after,
+            payload={"alias": alias, "before": before, "after": after},
+        )
+        return alias_info(model, current, after, before)
+
+    return db.write(work)
+
+
+def resolve_alias(db: Database, actor: Actor, model: str, alias: str) -> ResolvedAlias:
+    """Return the version ``alias`` points at, with its config and weights.
+
+    Raises:
+        NotFound: model or alias.
+    """
+    with db.read() as session:
+        row = visible_model(session, actor, model)
+        found = session.scalars(
+            select(Alias).where(Alias.model_id == row.id, Alias.name == alias)
+        ).one_or_none()
+        if found is None:
+            raise NotFound(f"model {model!r} has no alias {alias!r}")
+        target = session.get(ModelVersion, found.version_id)
+        assert target is not None
+        return ResolvedAlias(
+            model=model,
+            alias=alias,
+            version=version_info(model, target),
+            updated_at=found.updated_at,
+        )
+
+
+def list_aliases(db: Database, actor: Actor, model: str) -> list[AliasInfo]:
+    """Return the model's aliases by name.
+
+    Raises:
+        NotFound: model.
+    """
+    with db.read() as session:
+        row = visible_model(session, actor, model)
+        pairs = session.execute(
+            select(Alias, ModelVersion.version)
+            .join(ModelVersion, ModelVersion.id == Alias.version_id)
+            .where(Alias.model_id == row.id)
+            .order_by(Alias.name)
+        ).all()
+        return [alias_info(model, a, v, None) for a, v in pairs]
+
+
+__all__ = ["list_aliases", "promote", "resolve_alias", "rollback"]

@@ -1,0 +1,81 @@
+"""Reading and checking the audit log through the service: list, verify, checkpoint."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from registry import audit
+from registry.db import Database
+from registry.models import AuditEvent, Model, Team
+from registry.schemas import Actor, AuditEventInfo, AuditReport, Checkpoint, Page
+from registry.service._common import check_limit, parse_cursor, visible_model
+
+
+def _info(row: AuditEvent) -> AuditEventInfo:
+    return AuditEventInfo(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        model=row.model,
+        version=row.version,
+        payload=row.payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def list_audit(
+    db: Database,
+    actor: Actor,
+    *,
+    model: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[AuditEventInfo]:
+    """Return audit events newest first; non-admins see only events of their team's models.
+
+    Raises:
+        NotFound: unknown or invisible ``model``. InvalidInput: bad limit or cursor.
+    """
+    check_limit(limit)
+    before = parse_cursor(cursor)
+    with db.read() as session:
+        query = select(AuditEvent)
+        if model is not None:
+            visible_model(session, actor, model)
+            query = query.where(AuditEvent.model == model)
+        elif actor.role != "admin":
+            own = (
+                select(Model.name)
+                .join(Team, Team.id == Model.team_id)
+                .where(Team.name == actor.team)
+            )
+            query = query.where(AuditEvent.model.in_(own))
+        if before is not None:
+            query = query.where(AuditEvent.seq < before)
+        rows = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit + 1)).all()
+        items = [_info(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page[AuditEventInfo](items=items, next_cursor=str(items[-1].seq) if more else None)
+
+
+def verify_audit(
+    db: Database, actor: Actor, *, checkpoint: Checkpoint | None = None
+) -> AuditReport:
+    """Recompute the whole chain (any role may; it reveals only hashes and counts).
+
+    Returns:
+        The report; ``ok`` False names the first bad seq and the reason.
+    """
+    with db.read() as session:
+        return audit.verify(session, checkpoint=checkpoint)
+
+
+def export_checkpoint(db: Database, actor: Actor) -> Checkpoint:
+    """Return the current audit head, to be kept outside the database."""
+    with db.read() as session:
+        return audit.head(session)
+
+
+__all__ = ["export_checkpoint", "list_audit", "verify_audit"]
