@@ -97,10 +97,11 @@ def create_db_engine(url: str) -> Engine:
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
-    if isinstance(exc, IntegrityError):
-        # Unique races (two first registrations, two version numbers) resolve on a retry.
-        return True
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(exc, IntegrityError):
+        # Unique races (two first promotions of one alias, …) resolve on a retry; other
+        # integrity errors are bugs and would fail again.
+        return code == "23505" or "UNIQUE constraint failed" in str(exc.orig)
     if code in _RETRYABLE_PG_CODES:
         return True
     return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
+
+from registry.config import CanonicalConfig, canonicalize
+from registry.db import Database, upgrade
+from registry.schemas import Actor
+from registry.weights import WeightsInfo
 
 PG_ADMIN_DSN = os.environ.get(
     "MMGOV_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -44,3 +50,56 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield PG_URL_TEMPLATE.format(dbname=name)
     finally:
         _drop_pg_database(name)
+
+
+# --- registry fixtures (database at head, actors) ----------------------
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    """A registry Database on a fresh database migrated to head (SQLite and PostgreSQL)."""
+    upgrade(db_url)
+    db = Database(db_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def admin() -> Actor:
+    """The actor the CLI uses: an admin without a team."""
+    return Actor(name="alice", team=None, role="admin")
+
+
+def _make_config(epochs: int = 1, **extra: object) -> CanonicalConfig:
+    raw: dict[str, object] = {
+        "model": {"name": "demo", "version": "1.0.0"},
+        "image_encoder": {"type": "clip_vision"},
+        "text_encoder": {"type": "minilm"},
+        "fusion_type": "concat",
+        "training": {"epochs": epochs, "learning_rate": 2e-5},
+        **extra,
+    }
+    return canonicalize(raw)
+
+
+def _make_weights(tag: str = "a", modules: dict[str, str] | None = None) -> WeightsInfo:
+    return WeightsInfo(
+        uri=f"s3://bucket/{tag}.safetensors",
+        sha256=hashlib.sha256(tag.encode()).hexdigest(),
+        size_bytes=None,
+        module_hashes=modules or {},
+    )
+
+
+@pytest.fixture
+def make_config() -> Callable[..., CanonicalConfig]:
+    """Factory of small valid configs; a different ``epochs`` gives a different hash."""
+    return _make_config
+
+
+@pytest.fixture
+def make_weights() -> Callable[..., WeightsInfo]:
+    """Factory of remote weights whose sha256 depends on ``tag``."""
+    return _make_weights
