@@ -7,6 +7,7 @@ configs/alerts.yml and Alertmanager built from the example configs (intervals sh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -221,7 +222,7 @@ def loop(
         ("prometheus", f"{prometheus}/-/ready"),
     ):
         wait_until(
-            f"{what} to answer {url}", lambda u=url: http_ok(u),
+            f"{what} to answer {url}", functools.partial(http_ok, url),
             timeout=START_TIMEOUT, processes=processes,
         )
     wait_until(
