@@ -1,0 +1,183 @@
+"""Request dependencies: the database, and the authorisation rule every route must declare.
+
+Fail closed: a route gets an actor only through one of the rule dependencies below, and
+`create_app` refuses to build an app with a route that declares no rule (see `rule_of`).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.routing import APIRoute
+
+from registry import service
+from registry.api.settings import ApiSettings
+from registry.db import Database
+from registry.errors import PermissionDenied, Unauthenticated
+from registry.schemas import Actor
+
+LOCAL_ADMIN = Actor(name="local", team=None, role="admin")
+"""Who every request acts as under `mmgov serve --no-auth` (loopback only)."""
+ALERTMANAGER = Actor(name="alertmanager", team=None, role="maintainer")
+"""Who the Alertmanager webhook acts as: it may record incidents, nothing else."""
+
+
+class Authz(enum.Enum):
+    """The authorisation rules a route can declare."""
+
+    public = "public"
+    reader = "reader"
+    maintainer = "maintainer"
+    admin = "admin"
+    alerts = "alerts"
+
+
+_RANK = {"reader": 0, "maintainer": 1, "admin": 2}
+
+
+class TokenCache:
+    """Authenticated tokens for a few seconds, so polling clients cost no token query."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Actor]] = {}
+
+    def get(self, key: str) -> Actor | None:
+        """Return the cached actor for ``key`` if it has not expired."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, actor: Actor) -> None:
+        """Remember ``actor`` for ``ttl`` seconds (the cache is cleared when it grows large)."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, actor)
+
+
+def get_db(request: Request) -> Database:
+    """Return the app's database."""
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> ApiSettings:
+    """Return the app's settings."""
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("missing bearer token: send `Authorization: Bearer <token>`")
+    return secret.strip()
+
+
+def _authenticate(request: Request) -> Actor:
+    settings = get_settings(request)
+    if settings.no_auth:
+        return LOCAL_ADMIN
+    secret = _bearer(request)
+    cache: TokenCache = request.app.state.token_cache
+    key = hashlib.sha256(secret.encode()).hexdigest()
+    actor = cache.get(key)
+    if actor is None:
+        actor = service.authenticate(get_db(request), secret)
+        cache.put(key, actor)
+    return actor
+
+
+def _at_least(role: str) -> Callable[[Request], Actor]:
+    def dependency(request: Request) -> Actor:
+        actor = _authenticate(request)
+        if _RANK[actor.role] < _RANK[role]:
+            raise PermissionDenied(f"{actor.name} is a {actor.role}; this needs a {role}")
+        return actor
+
+    return dependency
+
+
+def _public() -> None:
+    return None
+
+
+def _alerts(request: Request) -> Actor:
+    expected = request.app.state.alerts_secret
+    if expected is None:
+        raise Unauthenticated("the alerts webhook is disabled: set MMGOV_ALERTS_TOKEN")
+    given = _bearer(request)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthenticated("invalid alerts token")
+    return ALERTMANAGER
+
+
+_RULES: dict[Authz, Callable[..., Any]] = {
+    Authz.public: _public,
+    Authz.reader: _at_least("reader"),
+    Authz.maintainer: _at_least("maintainer"),
+    Authz.admin: _at_least("admin"),
+    Authz.alerts: _alerts,
+}
+_BY_CALLABLE = {fn: rule for rule, fn in _RULES.items()}
+
+
+def rule_of(route: APIRoute) -> Authz | None:
+    """Return the authorisation rule ``route`` declares, or None if it declares none.
+
+    Raises:
+        ValueError: if the route declares more than one rule (ambiguous, so refused).
+    """
+    found: set[Authz] = set()
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        rule = _BY_CALLABLE.get(dep.call) if dep.call is not None else None
+        if rule is not None:
+            found.add(rule)
+        stack.extend(dep.dependencies)
+    if len(found) > 1:
+        names = sorted(r.value for r in found)
+        raise ValueError(f"route {route.path} declares several rules: {names}")
+    return found.pop() if found else None
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ActorDep = Annotated[Actor, Depends(_RULES[Authz.reader])]
+"""Any authenticated caller (reader or above); the service applies team isolation."""
+MaintainerDep = Annotated[Actor, Depends(_RULES[Authz.maintainer])]
+AdminDep = Annotated[Actor, Depends(_RULES[Authz.admin])]
+AlertsDep = Annotated[Actor, Depends(_RULES[Authz.alerts])]
+PUBLIC = Depends(_RULES[Authz.public])
+"""Put in a public route's ``dependencies=[PUBLIC]`` to say so explicitly."""
+
+__all__ = [
+    "ALERTMANAGER",
+    "LOCAL_ADMIN",
+    "PUBLIC",
+    "ActorDep",
+    "AdminDep",
+    "AlertsDep",
+    "Authz",
+    "DbDep",
+    "MaintainerDep",
+    "SettingsDep",
+    "TokenCache",
+    "get_db",
+    "get_settings",
+    "rule_of",
+]

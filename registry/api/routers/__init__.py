@@ -1,0 +1,1 @@
+"""One router per resource; every route declares its authorisation rule."""

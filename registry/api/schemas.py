@@ -1,0 +1,215 @@
+"""Request and response bodies of the admin API; request bodies forbid unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from registry.diff import VersionDiff
+from registry.schemas import (
+    UNSET,
+    AlertIn,
+    AliasInfo,
+    AuditEventInfo,
+    AuditReport,
+    IncidentInfo,
+    ModelInfo,
+    ReferenceInfo,
+    Unset,
+    VersionInfo,
+)
+
+
+def _reject_nul(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: NUL characters are not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, where)
+            _reject_nul(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _reject_nul(item, f"{where}[{i}]")
+
+
+class _Request(BaseModel):
+    # No mass assignment: a field the API does not know is an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # Neither database stores NUL in text or JSON; refuse it here as bad input.
+        _reject_nul(data, "body")
+        return data
+
+
+class ModelCreate(_Request):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=10_000)
+    team: str | None = Field(default=None, description="Admins only; others get their own team.")
+
+
+class VersionCreate(_Request):
+    config: dict[str, Any] | None = Field(default=None, description="The config as JSON.")
+    config_yaml: str | None = Field(
+        default=None, max_length=1_000_000, description="The config as YAML text."
+    )
+    weights_uri: str = Field(min_length=1, max_length=4096)
+    weights_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    note: str = Field(default="", max_length=10_000)
+    team: str | None = Field(default=None, description="Owner when this creates the model.")
+
+    @model_validator(mode="after")
+    def _exactly_one_config(self) -> VersionCreate:
+        if (self.config is None) == (self.config_yaml is None):
+            raise ValueError("give exactly one of `config` (JSON object) or `config_yaml` (text)")
+        return self
+
+
+class _ExpectsVersion(_Request):
+    expected_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2_147_483_647,
+        description="Refuse (409) unless the alias is at this version; null: expect no alias.",
+    )
+
+    def expected(self) -> int | Unset | None:
+        """Return the expected version, or UNSET when the caller did not send the field."""
+        return self.expected_version if "expected_version" in self.model_fields_set else UNSET
+
+
+class AliasUpdate(_ExpectsVersion):
+    version: int = Field(ge=1, le=2_147_483_647)
+
+
+class RollbackRequest(_ExpectsVersion):
+    to: int | None = Field(default=None, ge=1, le=2_147_483_647)
+
+
+class AlertmanagerAlert(_Request):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str | None = None
+    fingerprint: str = Field(min_length=1, max_length=128)
+
+    def to_alert_in(self) -> AlertIn:
+        """Return the service's form of this alert."""
+        return AlertIn.model_validate(self.model_dump())
+
+
+class AlertmanagerWebhook(_Request):
+    """Alertmanager's webhook payload, version 4."""
+
+    version: Literal["4"]
+    groupKey: str
+    truncatedAlerts: int = Field(default=0, ge=0)
+    status: Literal["firing", "resolved"]
+    receiver: str
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: list[AlertmanagerAlert] = Field(max_length=10_000)
+
+
+class ModelPublic(ModelInfo):
+    pass
+
+
+class VersionPublic(VersionInfo):
+    pass
+
+
+class VersionsPublic(BaseModel):
+    items: list[VersionPublic]
+    next_cursor: str | None = None
+
+
+class RegisterPublic(BaseModel):
+    created: bool
+    version: VersionPublic
+
+
+class AliasPublic(AliasInfo):
+    pass
+
+
+class ResolvedAliasPublic(BaseModel):
+    model: str
+    alias: str
+    version: int
+    semver: str | None
+    config: dict[str, Any]
+    config_hash: str
+    weights_uri: str
+    weights_sha256: str
+    weights_bytes: int | None
+    module_hashes: dict[str, str]
+    updated_at: datetime
+
+
+class DiffPublic(VersionDiff):
+    pass
+
+
+class AuditEventPublic(AuditEventInfo):
+    pass
+
+
+class AuditEventsPublic(BaseModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None = None
+
+
+class AuditReportPublic(AuditReport):
+    pass
+
+
+class IncidentPublic(IncidentInfo):
+    pass
+
+
+class AlertsRecordedPublic(BaseModel):
+    received: int
+    incidents: list[IncidentPublic]
+
+
+class ReferencePublic(ReferenceInfo):
+    pass
+
+
+class HealthPublic(BaseModel):
+    status: str
+    revision: str | None = None
+
+
+__all__ = [
+    "AlertmanagerAlert",
+    "AlertmanagerWebhook",
+    "AlertsRecordedPublic",
+    "AliasPublic",
+    "AliasUpdate",
+    "AuditEventPublic",
+    "AuditEventsPublic",
+    "AuditReportPublic",
+    "DiffPublic",
+    "HealthPublic",
+    "IncidentPublic",
+    "ModelCreate",
+    "ModelPublic",
+    "ReferencePublic",
+    "RegisterPublic",
+    "ResolvedAliasPublic",
+    "RollbackRequest",
+    "VersionCreate",
+    "VersionPublic",
+    "VersionsPublic",
+]
