@@ -1,0 +1,99 @@
+"""`mmgov serve`: run the admin API under uvicorn (factory mode, so each worker builds its app)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from registry import db as dbmod
+from registry import service
+from registry.cli import CliState, app
+from registry.errors import InvalidInput
+from registry.schemas import Actor
+
+_CHECKER = Actor(name="mmgov-serve", team=None, role="admin")
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` names only this machine (``localhost`` or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def prepare_multiprocess_dir() -> Path:
+    """Return ``PROMETHEUS_MULTIPROC_DIR`` (a new temp dir if unset), emptied of old samples.
+
+    Workers inherit the variable; stale files of a previous run would add to the counters.
+    """
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="mmgov-prom-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: the global --db).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Act as a local admin for every request (loopback).")
+    ] = False,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the admin API; refuses a database not at head and, without tokens, to run open."""
+    import uvicorn  # only this command needs the server
+
+    root = ctx.find_root().obj
+    assert isinstance(root, CliState)
+    url = db or root.url
+    if no_auth and not is_loopback(host):
+        raise InvalidInput(f"--no-auth serves every caller as admin: refusing host {host!r}")
+    database = dbmod.open_database(url)  # migrates the embedded default, else SchemaNotAtHead
+    try:
+        tokens = [t for t in service.list_tokens(database, _CHECKER) if t.revoked_at is None]
+    finally:
+        database.dispose()
+    if not tokens and not no_auth:
+        raise InvalidInput(
+            "no API token in the database: create one (`mmgov team create T`, "
+            "`mmgov token create --team T --role admin NAME`) or pass --no-auth (loopback only)"
+        )
+    os.environ["MMGOV_DATABASE_URL"] = url
+    os.environ["MMGOV_NO_AUTH"] = "1" if no_auth else "0"
+    if workers > 1:
+        prepare_multiprocess_dir()
+    typer.echo(
+        f"mmgov API on http://{host}:{port} ({workers} worker(s), {dbmod.safe_url(url)}"
+        f"{', NO AUTH' if no_auth else ''})",
+        err=True,
+    )
+    uvicorn.run(
+        "registry.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level=log_level,
+    )
+
+
+__all__ = ["is_loopback", "prepare_multiprocess_dir", "serve"]
