@@ -25,8 +25,9 @@ from registry.schemas import Actor
 
 LOCAL_ADMIN = Actor(name="local", team=None, role="admin")
 """Who every request acts as under `mmgov serve --no-auth` (loopback only)."""
-ALERTMANAGER = Actor(name="alertmanager", team=None, role="maintainer")
-"""Who the Alertmanager webhook acts as: it may record incidents, nothing else."""
+ALERTMANAGER = Actor(name="alertmanager", team=None, role="admin")
+"""Who the Alertmanager webhook acts as. Admin so alerts link to any team's model; the alerts
+token reaches only `POST /alerts`, whose route calls nothing but `record_alerts`."""
 
 
 class Authz(enum.Enum):

@@ -1,0 +1,137 @@
+"""Authorisation: every route declares a rule, and the role × route matrix holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+
+from registry import service
+from registry.api import create_app
+from registry.api.app import check_routes_declare_rules
+from registry.api.deps import Authz, rule_of
+from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
+
+V1 = "/api/v1"
+PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/metrics"}
+REF = "format=npz-v1&n_samples=3&modules=image_encoder"
+
+# (method, template, concrete path, JSON body or raw bytes) → status for
+# (no token, reader, maintainer, admin, other team's maintainer).
+MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
+    ("POST", "/api/v1/models", f"{V1}/models", {"name": "fresh"}, (401, 403, 201, 201, 201)),
+    ("GET", "/api/v1/models", f"{V1}/models", None, (401, 200, 200, 200, 200)),
+    ("GET", "/api/v1/models/{name}", f"{V1}/models/mm", None, (401, 200, 200, 200, 404)),
+    ("POST", "/api/v1/models/{name}/versions", f"{V1}/models/mm/versions",
+     remote_version_body(3), (401, 403, 201, 201, 404)),
+    ("GET", "/api/v1/models/{name}/versions", f"{V1}/models/mm/versions", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/versions/{version}", f"{V1}/models/mm/versions/1", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/diff", f"{V1}/models/mm/diff?from=1&to=2", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/aliases/{alias}", f"{V1}/models/mm/aliases/production", None,
+     (401, 200, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/aliases/{alias}", f"{V1}/models/mm/aliases/staging",
+     {"version": 1}, (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/models/{name}/aliases/{alias}/rollback",
+     f"{V1}/models/mm/aliases/production/rollback", {}, (401, 403, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/versions/{version}/reference",
+     f"{V1}/models/mm/versions/1/reference?{REF}", b"profile-bytes", (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/versions/{version}/reference",
+     f"{V1}/models/mm/versions/2/reference", None, (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/audit", f"{V1}/audit", None, (401, 200, 200, 200, 200)),
+    ("GET", "/api/v1/audit/verify", f"{V1}/audit/verify", None, (401, 200, 200, 200, 200)),
+    # User tokens never open the webhook: it takes the separate alerts token.
+    ("POST", "/api/v1/alerts", f"{V1}/alerts",
+     {"version": "4", "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []},
+     (401, 401, 401, 401, 401)),
+    ("GET", "/api/v1/incidents", f"{V1}/incidents", None, (401, 200, 200, 200, 200)),
+    ("GET", "/healthz", "/healthz", None, (200, 200, 200, 200, 200)),
+    ("GET", "/readyz", "/readyz", None, (200, 200, 200, 200, 200)),
+    ("GET", "/metrics", "/metrics", None, (200, 200, 200, 200, 200)),
+]
+CALLERS = (None, "reader", "maintainer", "admin", "other")
+
+
+def _app_operations(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
+    ops = {}
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            for method in route.methods:
+                ops[(method, context.path)] = route
+    return ops
+
+
+class TestFailClosed:
+    def test_every_route_declares_a_rule(self, registry_db: Registry):
+        """Walking app.routes: each API route has exactly one Authz rule; public ones allowlisted."""
+        app = create_app(make_settings(registry_db), db=registry_db.db)
+        ops = _app_operations(app)
+        assert ops
+        for (method, path), route in ops.items():
+            rule = rule_of(route)
+            assert rule is not None, f"{method} {path} has no Authz rule"
+            if rule is Authz.public:
+                assert path in PUBLIC_ALLOWLIST, f"{method} {path} is public"
+
+    def test_matrix_covers_every_route(self, registry_db: Registry):
+        """The matrix below names every operation of the app, so a new route needs a row."""
+        app = create_app(make_settings(registry_db), db=registry_db.db)
+        assert set(_app_operations(app)) == {(m, t) for m, t, *_ in MATRIX}
+
+    def test_route_without_rule_refused(self):
+        """An app with a route that declares no rule does not build."""
+        app = FastAPI()
+
+        @app.get("/open")
+        def _open() -> dict[str, str]:
+            return {}
+
+        with pytest.raises(RuntimeError, match="declares no Authz rule"):
+            check_routes_declare_rules(app)
+
+
+@pytest.fixture
+def populated(registry_db: Registry) -> Registry:
+    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2."""
+    from registry.config import canonicalize
+    from registry.weights import inspect_weights
+
+    for epochs in (1, 2):
+        body = remote_version_body(epochs)
+        service.register_version(
+            registry_db.db, CLI_ADMIN, model="mm", team="alpha",
+            config=canonicalize(body["config"]),
+            weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
+        )
+    for version in (1, 2):
+        service.promote(registry_db.db, CLI_ADMIN, model="mm", version=version, alias="production")
+    service.attach_reference(registry_db.db, CLI_ADMIN, model="mm", version=2, fmt="npz-v1",
+                             blob=b"ref", n_samples=3, modules=["image_encoder"])
+    return registry_db
+
+
+@pytest.mark.parametrize("caller_index", range(len(CALLERS)), ids=[str(c) for c in CALLERS])
+@pytest.mark.parametrize("row", MATRIX, ids=[f"{m} {t}" for m, t, *_ in MATRIX])
+def test_matrix(populated: Registry, row: tuple, caller_index: int):
+    """Each caller gets the expected status on each route (other team's models are 404)."""
+    method, _template, path, body, expected = row
+    caller = CALLERS[caller_index]
+    app = create_app(make_settings(populated), db=populated.db)
+    headers = populated.headers(caller)
+    kwargs: dict[str, Any] = {"headers": headers}
+    if isinstance(body, bytes):
+        kwargs["content"] = body
+        headers["Content-Type"] = "application/octet-stream"
+    elif body is not None:
+        kwargs["json"] = body
+    with TestClient(app) as client:
+        r = client.request(method, path, **kwargs)
+    assert r.status_code == expected[caller_index], r.text
+    if r.status_code >= 400:
+        assert r.headers["content-type"] == "application/problem+json"
