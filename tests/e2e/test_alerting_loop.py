@@ -217,7 +217,7 @@ def loop(
     api = f"http://127.0.0.1:{ports['sidecar']}"
     prometheus = f"http://127.0.0.1:{ports['prometheus']}"
     for what, url in (
-        ("sidecar", f"{api}/docs"),
+        ("sidecar", f"{api}/readyz"),
         ("alertmanager", f"http://127.0.0.1:{ports['alertmanager']}/-/ready"),
         ("prometheus", f"{prometheus}/-/ready"),
     ):
