@@ -22,6 +22,7 @@ from registry.api.routers import (
     references,
     versions,
 )
+from registry.api.schemas import PROBLEM_RESPONSES
 from registry.api.settings import ApiSettings
 from registry.db import Database
 
@@ -78,6 +79,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         title="mmgov admin API",
         version="1",
         description="Model registry: versions, aliases, audit, incidents.",
+        responses=PROBLEM_RESPONSES,
     )
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)

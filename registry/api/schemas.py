@@ -186,12 +186,41 @@ class ReferencePublic(ReferenceInfo):
     pass
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem body, served as ``application/problem+json``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": text, "content": _PROBLEM_CONTENT}
+    for status, text in (
+        (401, "Unauthenticated"),
+        (403, "Permission denied"),
+        (404, "Not found (or another team's)"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (422, "Invalid input"),
+        (503, "Not ready"),
+    )
+}
+"""Documented on every operation, so clients and schema tests know the problem bodies."""
+
+
 class HealthPublic(BaseModel):
     status: str
     revision: str | None = None
 
 
 __all__ = [
+    "PROBLEM_RESPONSES",
     "AlertmanagerAlert",
     "AlertmanagerWebhook",
     "AlertsRecordedPublic",
@@ -205,6 +234,7 @@ __all__ = [
     "IncidentPublic",
     "ModelCreate",
     "ModelPublic",
+    "Problem",
     "ReferencePublic",
     "RegisterPublic",
     "ResolvedAliasPublic",

@@ -27,7 +27,7 @@ ROLES = ("reader", "maintainer", "admin", "other")
 
 
 def config_dict(epochs: int = 10) -> dict[str, Any]:
-    """Return the seed config as a JSON object, with ``training.epochs`` changed to vary the hash."""
+    """Return the seed config as JSON, with ``training.epochs`` changed to vary the hash."""
     data = copy.deepcopy(parse_yaml(SEED_CONFIG))
     data["training"]["epochs"] = epochs
     return data

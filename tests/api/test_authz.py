@@ -69,7 +69,7 @@ def _app_operations(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
 
 class TestFailClosed:
     def test_every_route_declares_a_rule(self, registry_db: Registry):
-        """Walking app.routes: each API route has exactly one Authz rule; public ones allowlisted."""
+        """Walking app.routes: each route has exactly one Authz rule; public ones allowlisted."""
         app = create_app(make_settings(registry_db), db=registry_db.db)
         ops = _app_operations(app)
         assert ops

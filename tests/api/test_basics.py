@@ -34,7 +34,8 @@ class TestVersions:
         assert first.json()["version"]["version"] == 1
         assert len(first.json()["version"]["config_hash"]) == 64
         again = client.post(f"{V1}/models/mm/versions", json=remote_version_body(1), headers=h)
-        assert again.status_code == 200 and again.json()["created"] is False
+        assert again.status_code == 200
+        assert again.json()["created"] is False
         assert again.json()["version"]["version"] == 1
         model = client.get(f"{V1}/models/mm", headers=h).json()
         assert model["team"] == "alpha"
@@ -70,7 +71,8 @@ class TestVersions:
         assert r.status_code == 422
         problem = r.json()
         assert set(problem) >= {"type", "title", "status", "detail"}
-        assert problem["status"] == 422 and "created_by" in problem["detail"]
+        assert problem["status"] == 422
+        assert "created_by" in problem["detail"]
         assert _count_versions(registry_db) == 0
 
     def test_hostile_weights_uri_422_and_nothing_written(
@@ -121,7 +123,8 @@ class TestVersions:
                 assert link is None
                 url = None
             else:
-                assert link is not None and link.endswith('; rel="next"')
+                assert link is not None
+                assert link.endswith('; rel="next"')
                 url = link[1:link.index(">")]
         assert seen == [5, 4, 3, 2, 1]
 
@@ -150,18 +153,22 @@ class TestAliases:
         assert client.put(f"{V1}/models/mm/aliases/production", json={"version": 1},
                           headers=m).status_code == 200
         first = client.get(f"{V1}/models/mm/aliases/production", headers=r)
-        assert first.status_code == 200 and first.json()["version"] == 1
+        assert first.status_code == 200
+        assert first.json()["version"] == 1
         etag = first.headers["etag"]
-        assert etag.startswith('"') and not etag.startswith("W/")
+        assert etag.startswith('"')
+        assert not etag.startswith("W/")
         assert set(first.json()) >= {"config", "config_hash", "weights_uri", "weights_sha256",
                                      "module_hashes", "updated_at"}
         cached = client.get(f"{V1}/models/mm/aliases/production",
                             headers={**r, "If-None-Match": etag})
-        assert cached.status_code == 304 and cached.content == b""
+        assert cached.status_code == 304
+        assert cached.content == b""
         client.put(f"{V1}/models/mm/aliases/production", json={"version": 2}, headers=m)
         moved = client.get(f"{V1}/models/mm/aliases/production",
                            headers={**r, "If-None-Match": etag})
-        assert moved.status_code == 200 and moved.json()["version"] == 2
+        assert moved.status_code == 200
+        assert moved.json()["version"] == 2
         assert moved.headers["etag"] != etag
 
     def test_stale_expected_version_409(self, client: TestClient, registry_db: Registry):
@@ -190,7 +197,8 @@ class TestAliases:
         assert client.post(f"{url}/rollback", json={"expected_version": 1},
                            headers=m).status_code == 409
         back = client.post(f"{url}/rollback", json={}, headers=m)
-        assert back.status_code == 200 and back.json()["version"] == 1
+        assert back.status_code == 200
+        assert back.json()["version"] == 1
         assert back.json()["previous_version"] == 2
 
 
@@ -225,13 +233,15 @@ class TestReferences:
         """Uploaded bytes come back with format and sha256 headers (larger than 1 MiB is fine)."""
         _register(client, registry_db, 1)
         blob = bytes(range(256)) * 8192  # 2 MiB: above the JSON limit, below the upload limit
-        url = f"{V1}/models/mm/versions/1/reference?format=npz-v1&n_samples=10&modules=image_encoder"
+        query = "format=npz-v1&n_samples=10&modules=image_encoder"
+        url = f"{V1}/models/mm/versions/1/reference?{query}"
         put = client.put(url, content=blob, headers={
             **registry_db.headers("maintainer"), "Content-Type": "application/octet-stream"})
         assert put.status_code == 200, put.text
         got = client.get(f"{V1}/models/mm/versions/1/reference",
                          headers=registry_db.headers("reader"))
-        assert got.status_code == 200 and got.content == blob
+        assert got.status_code == 200
+        assert got.content == blob
         assert got.headers["x-reference-format"] == "npz-v1"
         assert got.headers["x-reference-sha256"] == hashlib.sha256(blob).hexdigest()
 
@@ -248,7 +258,8 @@ class TestProbes:
         """Both probes answer 200 on a migrated database, without a token."""
         assert client.get("/healthz").status_code == 200
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
 
     def test_readyz_503_behind_head(self, registry_db: Registry):
         """A database below the migration head makes /readyz a 503 problem."""

@@ -32,7 +32,8 @@ def test_smoke_and_memory(registry_db: Registry):
         assert c.put(f"{V1}/models/mm/aliases/production", json={"version": 1},
                      headers=h).status_code == 200
         got = c.get(f"{V1}/models/mm/aliases/production", headers=h)
-        assert got.status_code == 200 and got.json()["version"] == 1
+        assert got.status_code == 200
+        assert got.json()["version"] == 1
         assert c.get(f"{V1}/models/mm/aliases/production",
                      headers={**h, "If-None-Match": got.headers["etag"]}).status_code == 304
         assert c.get(f"{V1}/models", headers={}).status_code == 401
@@ -73,7 +74,8 @@ def test_no_auth_loopback_only(tmp_path: Path):
     """--no-auth refuses a non-loopback host; on loopback every request acts as admin."""
     url = f"sqlite:///{tmp_path / 'open.db'}"
     result = run_cli("serve", "--db", url, "--host", "0.0.0.0", "--no-auth")  # noqa: S104
-    assert result.returncode != 0 and "refusing host" in result.stderr
+    assert result.returncode != 0
+    assert "refusing host" in result.stderr
     with serve(url, "--no-auth") as (base, _proc), httpx.Client(base_url=base) as c:
         assert c.post(f"{V1}/models", json={"name": "m"}).status_code == 201
 
@@ -85,4 +87,5 @@ def test_refuses_database_behind_head(registry_db: Registry):
     registry_db.db.dispose()
     downgrade(registry_db.url, "base")
     result = run_cli("serve", "--db", registry_db.url, "--port", "1")
-    assert result.returncode != 0 and "mmgov db upgrade" in result.stderr
+    assert result.returncode != 0
+    assert "mmgov db upgrade" in result.stderr
