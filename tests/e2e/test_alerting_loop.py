@@ -266,6 +266,9 @@ def test_drift_opens_an_incident_and_recovery_resolves_it(
     assert incident["model"] == MODEL
     assert incident["version"] == loop.version
     assert incident["labels"]["severity"] == "warning"
+    assert incident["annotations"]["summary"] == (
+        f"Embedding drift on {MODEL} v{loop.version} {DRIFTED_MODULE}"
+    )
     assert incident["ends_at"] is None
 
     loop.set_mode("reference")
