@@ -1,0 +1,216 @@
+"""Admin API latency: resolve an alias and register versions through a real `mmgov serve`.
+
+Run: ``.venv/bin/python benchmarks/api_bench.py [--requests N] [--threads T] [--cap SECONDS]``.
+
+Starts `mmgov serve` itself (1 and 4 workers, temp SQLite database) on loopback, then drives it
+with keep-alive httpx clients in threads: a fixed number of requests, stopped early at a time cap.
+Prints p50/p99 latency and requests/s for ``GET …/aliases/production`` (fresh body, and the
+cheap ``If-None-Match`` → 304 poll) and ``POST …/versions`` (distinct configs, so each one writes).
+
+MLflow's ``GET /api/2.0/mlflow/registered-models/alias`` is measured the same way when
+``mlflow`` is importable. It is not a dependency of mmgov; install it in a separate venv::
+
+    python -m venv /tmp/mlflow-cmp && /tmp/mlflow-cmp/bin/pip install -c constraints.txt \
+        -e . mlflow
+    /tmp/mlflow-cmp/bin/python benchmarks/api_bench.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.api._server import free_port, serve  # noqa: E402 - after the path insert
+from tests.api.conftest import CLI_ADMIN, remote_version_body  # noqa: E402
+
+
+def _setup(url: str) -> str:
+    from registry import service
+    from registry.config import canonicalize
+    from registry.db import open_database
+    from registry.weights import inspect_weights
+
+    db = open_database(url)
+    service.create_team(db, CLI_ADMIN, "bench")
+    _, secret = service.create_token(db, CLI_ADMIN, team="bench", role="maintainer", name="b")
+    body = remote_version_body(1)
+    service.register_version(
+        db, CLI_ADMIN, model="mm", team="bench", config=canonicalize(body["config"]),
+        weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
+    )
+    service.promote(db, CLI_ADMIN, model="mm", version=1, alias="production")
+    db.dispose()
+    return secret
+
+
+def load(
+    base: str, call: Callable[[httpx.Client, int], httpx.Response], *, requests: int,
+    threads: int, cap: float,
+) -> dict[str, float]:
+    """Run ``requests`` calls over ``threads`` keep-alive clients (stop at ``cap`` seconds)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    deadline = time.monotonic() + cap
+
+    def worker() -> None:
+        nonlocal errors
+        with httpx.Client(base_url=base, timeout=30) as client:
+            call(client, -1)  # warm the connection: keep-alive is what is measured
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                t0 = time.perf_counter()
+                r = call(client, i)
+                dt = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt)
+                    errors += r.status_code >= 500
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "n": len(latencies),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "rps": len(latencies) / wall,
+        "errors": errors,
+    }
+
+
+def _row(name: str, r: dict[str, float]) -> str:
+    return (f"| {name} | {r['n']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} "
+            f"| {r['errors']:.0f} |")
+
+
+def bench_mmgov(workers: int, args: argparse.Namespace, tmp: Path) -> list[str]:
+    """Measure one `mmgov serve --workers N` on a fresh SQLite database."""
+    url = f"sqlite:///{tmp / f'bench-{workers}.db'}"
+    secret = _setup(url)
+    auth = {"Authorization": f"Bearer {secret}"}
+    path = "/api/v1/models/mm/aliases/production"
+    rows = []
+    with serve(url, workers=workers) as (base, _proc):
+        etag = httpx.get(base + path, headers=auth).headers["etag"]
+
+        def resolve(c: httpx.Client, _i: int) -> httpx.Response:
+            return c.get(path, headers=auth)
+
+        def poll(c: httpx.Client, _i: int) -> httpx.Response:
+            return c.get(path, headers={**auth, "If-None-Match": etag})
+
+        offset = [1000 * workers]
+
+        def register(c: httpx.Client, i: int) -> httpx.Response:
+            if i < 0:
+                return c.get("/healthz")
+            return c.post("/api/v1/models/mm/versions", headers=auth,
+                          json=remote_version_body(offset[0] + i))
+
+        common = {"threads": args.threads, "cap": args.cap}
+        rows.append(_row(f"mmgov {workers}w resolve alias (200)",
+                         load(base, resolve, requests=args.requests, **common)))
+        rows.append(_row(f"mmgov {workers}w resolve alias (304)",
+                         load(base, poll, requests=args.requests, **common)))
+        rows.append(_row(f"mmgov {workers}w register version",
+                         load(base, register, requests=args.writes, **common)))
+    return rows
+
+
+@contextmanager
+def _mlflow_server(workers: int, tmp: Path) -> Iterator[str]:
+    port = free_port()
+    store = f"sqlite:///{tmp / f'mlflow-{workers}.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)  # poll interval of the bounded readiness loop
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def bench_mlflow(workers: int, args: argparse.Namespace, tmp: Path) -> list[str]:
+    """Measure MLflow's get-by-alias REST call the same way."""
+    with _mlflow_server(workers, tmp) as base:
+        api = f"{base}/api/2.0/mlflow"
+        httpx.post(f"{api}/registered-models/create", json={"name": "mm"}).raise_for_status()
+        httpx.post(f"{api}/model-versions/create",
+                   json={"name": "mm", "source": "s3://models/mm/1"}).raise_for_status()
+        httpx.post(f"{api}/registered-models/alias",
+                   json={"name": "mm", "alias": "production", "version": "1"}).raise_for_status()
+
+        def resolve(c: httpx.Client, _i: int) -> httpx.Response:
+            return c.get(f"{api}/registered-models/alias",
+                         params={"name": "mm", "alias": "production"})
+
+        result = load(base, resolve, requests=args.requests, threads=args.threads, cap=args.cap)
+        return [_row(f"MLflow {workers}w get-by-alias", result)]
+
+
+def main() -> None:
+    """Parse arguments, run the measurements, print a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="GETs per measurement")
+    parser.add_argument("--writes", type=int, default=200, help="POSTs per measurement")
+    parser.add_argument("--threads", type=int, default=4, help="client threads")
+    parser.add_argument("--cap", type=float, default=20.0, help="seconds per measurement, at most")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    args = parser.parse_args()
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    tmp = Path(tempfile.mkdtemp(prefix="mmgov-bench-"))
+    print(f"{os.cpu_count()} CPUs; {args.threads} keep-alive client threads on loopback\n")
+    print("| measurement | requests | p50 ms | p99 ms | req/s | 5xx |")
+    print("|---|---|---|---|---|---|")
+    try:
+        for workers in args.workers:
+            for row in bench_mmgov(workers, args, tmp):
+                print(row, flush=True)
+        if importlib.util.find_spec("mlflow") is None:
+            print("\nMLflow not importable: skipped (see the module docstring to install it).")
+        else:
+            for workers in args.workers:
+                for row in bench_mlflow(workers, args, tmp):
+                    print(row, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
