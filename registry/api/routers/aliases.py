@@ -12,6 +12,7 @@ from registry.api.deps import ActorDep, DbDep, MaintainerDep
 from registry.api.routers._params import AliasName, ModelName
 from registry.api.schemas import AliasPublic, AliasUpdate, ResolvedAliasPublic, RollbackRequest
 from registry.schemas import ResolvedAlias
+from registry.service.lookups import lookup_alias
 
 router = APIRouter(prefix="/models/{name}/aliases", tags=["aliases"])
 
@@ -44,7 +45,7 @@ def resolve_alias(
     name: ModelName, alias: AliasName, request: Request, db: DbDep, actor: ActorDep
 ) -> Response:
     """Return the version an alias serves; send If-None-Match to get a bodiless 304."""
-    resolved = service.resolve_alias(db, actor, name, alias)
+    resolved = lookup_alias(db, actor, name, alias)
     etag = _etag(resolved)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _matches(request.headers.get("if-none-match"), etag):
