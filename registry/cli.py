@@ -1,0 +1,539 @@
+"""The `mmgov` command line: parse, call the service, render (tables, or --json for scripts).
+
+Other modules add commands: a module ``registry/cli_<name>.py`` imports ``app`` (or
+``typer`` sub-apps) from here, decorates its commands, and is imported by ``load_extensions()``
+when this module loads. Torch-needing commands import ``instrumentation``/``examples`` inside the
+command body so `import registry.cli` stays torch-free.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import json
+import pkgutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from typer._click.core import Context as ClickContext  # typer vendors click; groups take this
+from typer.core import TyperGroup
+
+from registry import db as dbmod
+from registry import service
+from registry.config import load_config_file
+from registry.diff import render_diff
+from registry.errors import InvalidInput, RegistryError
+from registry.schemas import UNSET, Actor, Checkpoint, Unset
+from registry.weights import inspect_weights
+
+
+class _Root(TyperGroup):
+    """Root group: a RegistryError becomes one `error: …` line on stderr and an exit code."""
+
+    def invoke(self, ctx: ClickContext) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RegistryError as exc:
+            typer.echo(f"error: {exc.detail}", err=True)
+            raise typer.Exit(2 if isinstance(exc, InvalidInput) else 1) from None
+
+
+class _AuditGroup(TyperGroup):
+    """`mmgov audit [NAME]` lists; `verify` and `export-checkpoint` are subcommands."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_Root, no_args_is_help=True, add_completion=False, help="mmgov model registry."
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema: upgrade, current revision.")
+audit_app = typer.Typer(cls=_AuditGroup, help="Audit log: list, verify, export a checkpoint.")
+reference_app = typer.Typer(no_args_is_help=True, help="Reference profiles of versions.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+team_app = typer.Typer(no_args_is_help=True, help="Teams.")
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(reference_app, name="reference")
+app.add_typer(token_app, name="token")
+app.add_typer(team_app, name="team")
+
+
+@dataclass
+class CliState:
+    """Global options, and the database opened on first use."""
+
+    url: str
+    actor: Actor
+    json: bool
+    _db: dbmod.Database | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> dbmod.Database:
+        """The database, opened (and checked to be at head) on first use."""
+        if self._db is None:
+            self._db = dbmod.open_database(self.url)
+        return self._db
+
+    def close(self) -> None:
+        """Dispose of the database's connections, if it was opened."""
+        if self._db is not None:
+            self._db.dispose()
+
+
+def state(ctx: ClickContext) -> CliState:
+    """Return the CLI state of the running command (for commands defined in other modules)."""
+    found = ctx.find_root().obj
+    assert isinstance(found, CliState)
+    return found
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", envvar="MMGOV_DATABASE_URL", help="Database URL [default: sqlite:///./mmgov.db]"
+        ),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Actor recorded in the audit log.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """mmgov model registry: versions, aliases, audit log."""
+    cli_state = CliState(
+        url=db or dbmod.default_url(),
+        actor=Actor(name=actor or _os_user(), team=None, role="admin"),
+        json=as_json,
+    )
+    ctx.obj = cli_state
+    ctx.call_on_close(cli_state.close)
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Render rows as aligned text columns under ``headers``."""
+    cells = [[_cell(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def emit(ctx: ClickContext, data: Any, human: str) -> None:
+    """Print ``data`` as JSON under --json, else the human-readable text."""
+    if state(ctx).json:
+        typer.echo(json.dumps(_plain(data), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        typer.echo(human)
+
+
+def _expected(raw: str | None) -> int | Unset | None:
+    if raw is None:
+        return UNSET
+    if raw.lower() == "none":
+        return None
+    if not raw.isdigit():
+        raise InvalidInput(f"--expect takes a version number or 'none', got {raw!r}")
+    return int(raw)
+
+
+def _weights_uri(raw: str) -> str:
+    # People pass relative paths; the registry records absolute file URIs.
+    if "://" in raw or raw.startswith("file:"):
+        return raw
+    return str(Path(raw).expanduser().absolute())
+
+
+# --- models and versions -------------------------------------------------------------------------
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="Model config (YAML).")],
+    model: Annotated[str, typer.Option("--model", help="Model name.")],
+    weights: Annotated[str, typer.Option("--weights", help="Weights path or URI.")],
+    sha256: Annotated[str | None, typer.Option(help="Weights sha256 (needed for remote).")] = None,
+    note: Annotated[str, typer.Option(help="Why this version exists.")] = "",
+    team: Annotated[str | None, typer.Option(help="Owning team of a new model.")] = None,
+) -> None:
+    """Register a version of MODEL from CONFIG and its weights."""
+    s = state(ctx)
+    canonical = load_config_file(config)
+    info = inspect_weights(_weights_uri(weights), sha256=sha256)
+    result = service.register_version(
+        s.db, s.actor, model=model, config=canonical, weights=info, note=note, team=team
+    )
+    v = result.version
+    if result.created:
+        human = f"registered {model} version {v.version} (config {v.config_hash[:12]})"
+    else:
+        human = f"unchanged: {model} version {v.version} already has this config and weights"
+    emit(ctx, result, human)
+
+
+@app.command()
+def models(ctx: typer.Context) -> None:
+    """List models."""
+    s = state(ctx)
+    found = service.list_models(s.db, s.actor)
+    rows = [(m.name, m.team, m.latest_version, m.created_at, m.description) for m in found]
+    emit(ctx, found, table(["NAME", "TEAM", "LATEST", "CREATED", "DESCRIPTION"], rows))
+
+
+@app.command()
+def versions(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """List the versions of a model, newest first."""
+    s = state(ctx)
+    page = service.list_versions(s.db, s.actor, name, limit=limit)
+    rows = [
+        (
+            v.version,
+            v.semver,
+            v.config_hash[:12],
+            v.weights_sha256[:12],
+            v.created_at,
+            v.created_by,
+            v.note,
+        )
+        for v in page.items
+    ]
+    headers = ["VERSION", "SEMVER", "CONFIG", "WEIGHTS", "CREATED", "BY", "NOTE"]
+    emit(ctx, page, table(headers, rows))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+) -> None:
+    """Show one version: identity, weights, config."""
+    s = state(ctx)
+    v = service.get_version(s.db, s.actor, name, version)
+    lines = [
+        f"model:          {v.model}",
+        f"version:        {v.version}",
+        f"semver:         {_cell(v.semver)}",
+        f"config hash:    {v.config_hash}",
+        f"weights:        {v.weights_uri}",
+        f"weights sha256: {v.weights_sha256}",
+        f"weights bytes:  {_cell(v.weights_bytes)}",
+        f"parent:         {_cell(v.parent_version)}",
+        f"created:        {_cell(v.created_at)} by {v.created_by}",
+        f"note:           {v.note}",
+    ]
+    lines += [f"module {m}: {h}" for m, h in sorted(v.module_hashes.items())]
+    lines += ["config:", json.dumps(v.config, indent=2, sort_keys=True, ensure_ascii=False)]
+    emit(ctx, v, "\n".join(lines))
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    a: Annotated[int, typer.Argument(help="From version.")],
+    b: Annotated[int, typer.Argument(help="To version.")],
+) -> None:
+    """Show what changed between two versions."""
+    s = state(ctx)
+    result = service.diff_versions(s.db, s.actor, name, a, b)
+    emit(ctx, result, render_diff(result))
+
+
+# --- aliases -------------------------------------------------------------------------------------
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version to point the alias at.")],
+    alias: Annotated[str, typer.Option("--alias", help="Alias, e.g. production.")],
+    expect: Annotated[
+        str | None, typer.Option(help="Version you believe is live now ('none': no alias yet).")
+    ] = None,
+) -> None:
+    """Point ALIAS of model NAME at VERSION."""
+    s = state(ctx)
+    a = service.promote(
+        s.db, s.actor, model=name, version=version, alias=alias, expected_version=_expected(expect)
+    )
+    was = f" (was {a.previous_version})" if a.previous_version is not None else ""
+    emit(ctx, a, f"{name}@{alias} -> version {a.version}{was}")
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Option("--alias", help="Alias to move back.")],
+    to: Annotated[int | None, typer.Option(help="Version to go back to.")] = None,
+    expect: Annotated[str | None, typer.Option(help="Version you believe is live now.")] = None,
+) -> None:
+    """Move ALIAS back to where it pointed before (or to --to)."""
+    s = state(ctx)
+    a = service.rollback(
+        s.db, s.actor, model=name, alias=alias, to=to, expected_version=_expected(expect)
+    )
+    emit(ctx, a, f"{name}@{alias} rolled back to version {a.version} (was {a.previous_version})")
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+@audit_app.command("list")
+def audit_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only this model's events.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """List audit events, newest first."""
+    s = state(ctx)
+    page = service.list_audit(s.db, s.actor, model=name, limit=limit)
+    rows = [
+        (e.seq, e.at, e.actor, e.action, e.model, e.version, json.dumps(e.payload, sort_keys=True))
+        for e in page.items
+    ]
+    headers = ["SEQ", "AT", "ACTOR", "ACTION", "MODEL", "VERSION", "PAYLOAD"]
+    emit(ctx, page, table(headers, rows))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint file from `audit export-checkpoint`.")
+    ] = None,
+) -> None:
+    """Recompute the hash chain; exit 1 naming the first bad event if it is broken."""
+    s = state(ctx)
+    point = None
+    if checkpoint is not None:
+        try:
+            point = Checkpoint.model_validate_json(checkpoint.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{checkpoint}: not a readable checkpoint: {exc}") from exc
+    report = service.verify_audit(s.db, s.actor, checkpoint=point)
+    if report.ok:
+        emit(ctx, report, f"ok: {report.checked} events, head {report.head_seq} {report.head_hash}")
+        return
+    emit(ctx, report, f"checked {report.checked} events before the first bad one")
+    typer.echo(
+        f"error: audit chain broken at seq {report.first_bad_seq}: {report.reason}", err=True
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("export-checkpoint")
+def audit_export_checkpoint(
+    ctx: typer.Context,
+    file: Annotated[Path | None, typer.Argument(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print (or write to FILE) the audit head as JSON; keep it outside the database."""
+    s = state(ctx)
+    point = service.export_checkpoint(s.db, s.actor)
+    text = point.model_dump_json()
+    if file is None:
+        typer.echo(text)
+        return
+    try:
+        file.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {file}: {exc.strerror}") from exc
+    typer.echo(f"checkpoint seq {point.seq} written to {file}", err=state(ctx).json)
+
+
+# --- database ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Migrate the database to the newest schema."""
+    s = state(ctx)
+    dbmod.upgrade(s.url)
+    emit(ctx, {"revision": dbmod.head_revision()}, f"database at {dbmod.head_revision()}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the database's schema revision and the code's head revision."""
+    s = state(ctx)
+    database = dbmod.Database(s.url)
+    try:
+        current = database.current_revision()
+    finally:
+        database.dispose()
+    head = dbmod.head_revision()
+    data = {"current": current, "head": head, "at_head": current == head}
+    emit(ctx, data, f"current {current or 'none'}, head {head}")
+
+
+# --- references, teams, tokens, incidents --------------------------------------------------------
+
+
+@reference_app.command("attach")
+def reference_attach(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    file: Annotated[Path, typer.Argument(help="Reference profile file.")],
+    module: Annotated[list[str], typer.Option("--module", help="Module profiled (repeat).")],
+    n_samples: Annotated[int, typer.Option(help="Samples the profile was built from.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Format tag [default: file suffix].")
+    ] = None,
+) -> None:
+    """Attach a reference profile (drift baseline) to a version."""
+    s = state(ctx)
+    try:
+        blob = file.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
+    tag = fmt or file.suffix.lstrip(".").lower()
+    info = service.attach_reference(
+        s.db,
+        s.actor,
+        model=name,
+        version=version,
+        fmt=tag,
+        blob=blob,
+        n_samples=n_samples,
+        modules=list(module),
+    )
+    emit(ctx, info, f"reference {info.sha256[:12]} ({info.size_bytes} bytes) on {name} v{version}")
+
+
+@team_app.command("create")
+def team_create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Team.")]) -> None:
+    """Create a team."""
+    s = state(ctx)
+    emit(ctx, service.create_team(s.db, s.actor, name), f"team {name} created")
+
+
+@team_app.command("list")
+def team_list(ctx: typer.Context) -> None:
+    """List teams."""
+    s = state(ctx)
+    found = service.list_teams(s.db, s.actor)
+    emit(
+        ctx,
+        found,
+        table(["NAME", "CREATED", "BY"], [(t.name, t.created_at, t.created_by) for t in found]),
+    )
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    team: Annotated[str, typer.Option("--team", help="Team the token acts for.")],
+    role: Annotated[str, typer.Option("--role", help="reader, maintainer or admin.")],
+    name: Annotated[str, typer.Option(help="Label of the token.")] = "cli",
+) -> None:
+    """Create an API token and print its secret (shown only this once)."""
+    s = state(ctx)
+    info, secret = service.create_token(s.db, s.actor, team=team, role=role, name=name)
+    data = {**info.model_dump(mode="json"), "secret": secret}
+    emit(ctx, data, f"token {info.id} ({team}, {role}); secret, shown only once:\n{secret}")
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument()]) -> None:
+    """Revoke an API token."""
+    s = state(ctx)
+    emit(ctx, service.revoke_token(s.db, s.actor, token_id), f"token {token_id} revoked")
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context) -> None:
+    """List API tokens (never their secrets)."""
+    s = state(ctx)
+    found = service.list_tokens(s.db, s.actor)
+    rows = [(t.id, t.team, t.name, t.role, t.prefix, t.created_at, t.revoked_at) for t in found]
+    emit(ctx, found, table(["ID", "TEAM", "NAME", "ROLE", "PREFIX", "CREATED", "REVOKED"], rows))
+
+
+@app.command()
+def incidents(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="Only this model's incidents.")] = None,
+    status: Annotated[str | None, typer.Option(help="open or resolved.")] = None,
+) -> None:
+    """List incidents recorded from Alertmanager."""
+    s = state(ctx)
+    found = service.list_incidents(s.db, s.actor, model=model, status=status)
+    rows = [
+        (i.id, i.status, i.alertname, i.model, i.version, i.module, i.starts_at, i.ends_at)
+        for i in found
+    ]
+    headers = ["ID", "STATUS", "ALERT", "MODEL", "VERSION", "MODULE", "STARTS", "ENDS"]
+    emit(ctx, found, table(headers, rows))
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def load_extensions() -> list[str]:
+    """Import every ``registry.cli_*`` module so it can add its commands to ``app``.
+
+    Returns:
+        The names of the modules imported.
+    """
+    import registry
+
+    names = sorted(
+        f"registry.{m.name}"
+        for m in pkgutil.iter_modules(registry.__path__)
+        if m.name.startswith("cli_")
+    )
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
+def main() -> None:
+    """Console-script entry point of `mmgov`."""
+    app(prog_name="mmgov")
+
+
+load_extensions()
+
+__all__ = ["CliState", "app", "emit", "load_extensions", "main", "state", "table"]
