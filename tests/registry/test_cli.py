@@ -21,7 +21,7 @@ Run = Callable[..., str]
 
 @pytest.fixture
 def mmgov(db_url: str) -> Run:
-    """Run `mmgov` in-process on the test database; return stdout (or stderr on failure)."""  # noqa: ANN201 — returns the runner closure
+    """Run `mmgov` in-process on the test database; return stdout (or stderr on failure)."""
     runner = CliRunner()
 
     def run(*args: str, expect: int = 0) -> str:
