@@ -1,0 +1,78 @@
+"""registry.db: schema-at-head checks, auto-upgrade of a new SQLite file, SQLite pragmas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from registry import db as dbmod
+from registry.errors import InvalidInput, SchemaNotAtHead
+
+
+class TestOpenDatabase:
+    def test_new_sqlite_file_is_upgraded_on_first_use(self, tmp_path: Path) -> None:
+        """An empty SQLite file is migrated to head automatically."""
+        database = dbmod.open_database(f"sqlite:///{tmp_path / 'new.db'}")
+        try:
+            assert database.current_revision() == dbmod.head_revision()
+        finally:
+            database.dispose()
+
+    def test_empty_postgresql_is_refused(self, db_url: str) -> None:
+        """Any database but a new SQLite file must be upgraded explicitly."""
+        if db_url.startswith("sqlite"):
+            pytest.skip("a new SQLite file is upgraded automatically")
+        with pytest.raises(SchemaNotAtHead, match="mmgov db upgrade"):
+            dbmod.open_database(db_url)
+
+    def test_database_behind_head_is_refused(self, db_url: str) -> None:
+        """A database downgraded to base (alembic_version empty, tables gone) is refused."""
+        dbmod.upgrade(db_url)
+        dbmod.downgrade(db_url, "base")
+        engine = dbmod.create_db_engine(db_url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE stray (id INTEGER)"))
+        engine.dispose()
+        with pytest.raises(SchemaNotAtHead, match="run `mmgov db upgrade`"):
+            dbmod.open_database(db_url)
+
+    def test_at_head_opens(self, db_url: str) -> None:
+        """After `upgrade`, open_database succeeds on both databases."""
+        dbmod.upgrade(db_url)
+        dbmod.open_database(db_url).dispose()
+
+    def test_bad_urls(self) -> None:
+        """Unsupported or in-memory URLs are InvalidInput."""
+        with pytest.raises(InvalidInput):
+            dbmod.Database("mysql://x/y")
+        with pytest.raises(InvalidInput):
+            dbmod.Database("sqlite://")
+
+
+class TestSqlitePragmas:
+    def test_wal_foreign_keys_busy_timeout(self, tmp_path: Path) -> None:
+        """Connections run in WAL mode with foreign keys on and a busy timeout."""
+        database = dbmod.open_database(f"sqlite:///{tmp_path / 'p.db'}")
+        try:
+            with database.read() as s:
+                assert s.scalar(text("PRAGMA journal_mode")) == "wal"
+                assert s.scalar(text("PRAGMA foreign_keys")) == 1
+                assert s.scalar(text("PRAGMA busy_timeout")) == dbmod.SQLITE_BUSY_TIMEOUT_MS
+        finally:
+            database.dispose()
+
+    def test_foreign_keys_enforced(self, tmp_path: Path) -> None:
+        """A version pointing at a missing model is refused (foreign_keys=ON)."""
+        database = dbmod.open_database(f"sqlite:///{tmp_path / 'fk.db'}")
+        try:
+            with pytest.raises(Exception, match="FOREIGN KEY"), database.transaction() as s:
+                s.execute(
+                    text(
+                        "INSERT INTO aliases (model_id, name, version_id, updated_at, "
+                        "updated_by) VALUES (99, 'x', 99, '2024-01-01', 'me')"
+                    )
+                )
+        finally:
+            database.dispose()
