@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import ModelVersion, ReferenceProfile, utcnow
 from registry.schemas import Actor, ReferenceBlob, ReferenceInfo
-from registry.service._common import check_slug, require_writer, version_row, visible_model
+from registry.service._common import require_writer, version_row, visible_model
 
 MAX_REFERENCE_BYTES = 256 * 1024 * 1024
 """Largest reference profile accepted; it is stored in the database row."""
@@ -32,8 +33,17 @@ def _info(model: str, version: int, row: ReferenceProfile) -> ReferenceInfo:
     )
 
 
+_FORMAT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
 def _validate(fmt: str, blob: bytes, n_samples: int, modules: list[str]) -> None:
-    check_slug(fmt, "reference format")
+    # A format tag reads like a media-type suffix ("mmgov.reference.v1+npz"), so '+' is allowed;
+    # the same rule as the API's X-Reference-Format header.
+    if not isinstance(fmt, str) or not _FORMAT_TAG.fullmatch(fmt):
+        raise InvalidInput(
+            f"invalid reference format {fmt!r}: use 1-64 letters, digits, '.', '_', '+' or '-', "
+            "starting with a letter or digit"
+        )
     if not blob:
         raise InvalidInput("reference profile is empty")
     if len(blob) > MAX_REFERENCE_BYTES:
