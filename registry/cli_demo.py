@@ -7,9 +7,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 
 from registry.cli import app
+from registry.client import SidecarError
 
 
 @app.command()
@@ -39,8 +41,8 @@ def demo(
     try:
         result = run_demo(db_url=db, workdir=workdir, config_path=config, model_name=model,
                           echo=typer.echo, threads=threads)
-    except (OSError, RuntimeError, ValueError) as exc:
-        # RegistryError and SidecarError reach the root group's handler or land here.
+    except (OSError, RuntimeError, ValueError, SidecarError, httpx.HTTPError) as exc:
+        # A RegistryError reaches the root group's handler: one `error:` line, exit code.
         typer.echo(f"error: demo failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(render_summary(result))
