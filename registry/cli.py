@@ -112,7 +112,10 @@ def _root(
             "--db", envvar="MMGOV_DATABASE_URL", help="Database URL [default: sqlite:///./mmgov.db]"
         ),
     ] = None,
-    actor: Annotated[str | None, typer.Option(help="Actor recorded in the audit log.")] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(envvar="MMGOV_ACTOR", help="Audit log actor [default: OS user]."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """mmgov model registry: versions, aliases, audit log."""
@@ -416,10 +419,17 @@ def reference_attach(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[int, typer.Argument(help="Version number.")],
     file: Annotated[Path, typer.Argument(help="Reference profile file.")],
-    module: Annotated[list[str], typer.Option("--module", help="Module profiled (repeat).")],
-    n_samples: Annotated[int, typer.Option(help="Samples the profile was built from.")],
+    module: Annotated[
+        list[str] | None,
+        typer.Option("--module", help="Module profiled (repeat) [default: from an mmgov profile]."),
+    ] = None,
+    n_samples: Annotated[
+        int | None,
+        typer.Option(help="Samples the profile holds [default: from an mmgov profile]."),
+    ] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="Format tag [default: file suffix].")
+        str | None,
+        typer.Option("--format", help="Format tag [default: the profile's, else file suffix]."),
     ] = None,
 ) -> None:
     """Attach a reference profile (drift baseline) to a version."""
@@ -428,7 +438,19 @@ def reference_attach(
         blob = file.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc
-    tag = fmt or file.suffix.lstrip(".").lower()
+    meta = service.read_profile_metadata(blob) or {}
+    if meta:
+        if module and sorted(module) != sorted(meta["modules"]):
+            raise InvalidInput(f"{file} profiles {meta['modules']}, not {list(module)}")
+        if n_samples is not None and n_samples != meta["n_samples"]:
+            raise InvalidInput(f"{file} holds {meta['n_samples']} samples, not {n_samples}")
+    modules = list(module or meta.get("modules") or [])
+    samples = n_samples if n_samples is not None else meta.get("n_samples")
+    if not modules or samples is None:
+        raise InvalidInput(
+            f"{file} is not an mmgov reference profile: give --module and --n-samples"
+        )
+    tag = fmt or meta.get("format") or file.suffix.lstrip(".").lower()
     info = service.attach_reference(
         s.db,
         s.actor,
@@ -436,10 +458,15 @@ def reference_attach(
         version=version,
         fmt=tag,
         blob=blob,
-        n_samples=n_samples,
-        modules=list(module),
+        n_samples=int(samples),
+        modules=modules,
     )
-    emit(ctx, info, f"reference {info.sha256[:12]} ({info.size_bytes} bytes) on {name} v{version}")
+    emit(
+        ctx,
+        info,
+        f"reference {info.sha256[:12]} ({info.size_bytes} bytes, {info.n_samples} samples of "
+        f"{', '.join(info.modules)}) on {name} v{version}",
+    )
 
 
 @team_app.command("create")

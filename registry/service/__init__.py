@@ -6,7 +6,13 @@ from registry.schemas import UNSET, Unset
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
 from registry.service.incidents import list_incidents, record_alerts
-from registry.service.references import MAX_REFERENCE_BYTES, attach_reference, get_reference
+from registry.service.references import (
+    MAX_REFERENCE_BYTES,
+    MMGOV_PROFILE_FORMAT,
+    attach_reference,
+    get_reference,
+    read_profile_metadata,
+)
 from registry.service.tokens import (
     TOKEN_PREFIX,
     authenticate,
@@ -28,6 +34,7 @@ from registry.service.versions import (
 
 __all__ = [
     "MAX_REFERENCE_BYTES",
+    "MMGOV_PROFILE_FORMAT",
     "TOKEN_PREFIX",
     "UNSET",
     "Unset",
@@ -49,6 +56,7 @@ __all__ = [
     "list_tokens",
     "list_versions",
     "promote",
+    "read_profile_metadata",
     "record_alerts",
     "register_version",
     "resolve_alias",

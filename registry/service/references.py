@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import io
+import json
 import re
+import struct
+import zipfile
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,6 +40,39 @@ def _info(model: str, version: int, row: ReferenceProfile) -> ReferenceInfo:
 
 
 _FORMAT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
+MMGOV_PROFILE_FORMAT = "mmgov.reference.v1+npz"
+"""The format tag of profiles written by ``instrumentation.reference.ReferenceProfile``."""
+
+
+def read_profile_metadata(blob: bytes) -> dict[str, Any] | None:
+    """Read the JSON metadata of an mmgov reference profile without numpy.
+
+    The profile is an ``.npz`` (zip) archive whose ``__meta__.npy`` member holds the metadata as
+    a uint8 array; only the NumPy file header is parsed here (as a literal, never unpickled).
+
+    Returns:
+        The metadata (format, modules, n_samples, ...) or None if ``blob`` is not such a profile.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            member = archive.read("__meta__.npy")
+        if not member.startswith(b"\x93NUMPY"):
+            return None
+        major = member[6]
+        size_format, offset = ("<H", 8) if major == 1 else ("<I", 10)
+        (header_len,) = struct.unpack_from(size_format, member, offset)
+        start = offset + struct.calcsize(size_format)
+        header = ast.literal_eval(member[start : start + header_len].decode("latin1"))
+        if not isinstance(header, dict) or header.get("descr") not in ("|u1", "<u1"):
+            return None
+        meta = json.loads(member[start + header_len :].decode())
+    except (KeyError, ValueError, SyntaxError, struct.error, zipfile.BadZipFile, IndexError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != MMGOV_PROFILE_FORMAT:
+        return None
+    return meta
 
 
 def _validate(fmt: str, blob: bytes, n_samples: int, modules: list[str]) -> None:

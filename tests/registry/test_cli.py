@@ -118,6 +118,35 @@ class TestCli:
         )
         assert (out["format"], out["size_bytes"]) == ("safetensors", 13)
 
+    def test_reference_attach_reads_an_mmgov_profile(self, mmgov: Run, tmp_path: Path) -> None:
+        """An mmgov profile needs no --module/--n-samples/--format; contradicting flags fail."""
+        np = pytest.importorskip("numpy")
+        from instrumentation.reference import ReferenceProfile
+
+        mmgov("team", "create", "vision")
+        _register(mmgov, SHA_A, "--team", "vision")
+        rng = np.random.default_rng(0)
+        profile = ReferenceProfile(
+            embeddings={
+                "image_encoder": rng.normal(size=(12, 4)),
+                "text_encoder": rng.normal(size=(12, 3)),
+            }
+        )
+        ref = tmp_path / "ref.npz"
+        ref.write_bytes(profile.to_bytes())
+        err = mmgov("reference", "attach", "clip", "1", str(ref), "--n-samples", "7", expect=2)
+        assert "holds 12 samples, not 7" in err
+        err = mmgov("reference", "attach", "clip", "1", str(ref), "--module", "x", expect=2)
+        assert "profiles ['image_encoder', 'text_encoder']" in err
+        out = json.loads(mmgov("--json", "reference", "attach", "clip", "1", str(ref)))
+        assert (out["format"], out["n_samples"], out["modules"]) == (
+            ReferenceProfile.FORMAT, 12, ["image_encoder", "text_encoder"]
+        )
+        plain = tmp_path / "plain.bin"
+        plain.write_bytes(b"not a profile")
+        err = mmgov("reference", "attach", "clip", "1", str(plain), expect=2)
+        assert "give --module and --n-samples" in err
+
     def test_db_current_reports_head(self, mmgov: Run) -> None:
         """`db current` says the database is at head after `db upgrade`."""
         assert json.loads(mmgov("--json", "db", "current"))["at_head"] is True
