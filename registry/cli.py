@@ -282,6 +282,34 @@ def diff(
     emit(ctx, result, render_diff(result))
 
 
+@app.command()
+def verify(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number.")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Weights file to check [default: the version's own local file]."),
+    ] = None,
+) -> None:
+    """Re-hash a weights file; exit 1 naming the modules that differ from the registered ones."""
+    s = state(ctx)
+    check = service.check_weights(s.db, s.actor, model=name, version=version, path=path)
+    modules = ", ".join(check.modules_ok) or "-"
+    if check.ok:
+        emit(ctx, check, f"ok: {check.path} is {name} v{version} (sha256 "
+                         f"{check.actual_sha256[:12]}; modules {modules})")
+        return
+    changed = ", ".join(check.modules_changed + check.modules_missing + check.modules_unexpected)
+    emit(ctx, check, f"modules unchanged: {modules}")
+    typer.echo(
+        f"error: {check.path} is not {name} v{version}: sha256 {check.actual_sha256[:12]}, "
+        f"registered {check.expected_sha256[:12]}; modules that differ: {changed or 'none known'}",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
 # --- aliases -------------------------------------------------------------------------------------
 
 

@@ -66,6 +66,22 @@ class VersionInfo(_Frozen):
     created_at: datetime
 
 
+class WeightsCheck(_Frozen):
+    """A weights file compared with what the registry recorded for a version."""
+
+    model: str
+    version: int
+    path: str
+    ok: bool
+    expected_sha256: str
+    actual_sha256: str
+    size_bytes: int | None
+    modules_ok: list[str]
+    modules_changed: list[str]
+    modules_missing: list[str]
+    modules_unexpected: list[str]
+
+
 class RegisterResult(_Frozen):
     version: VersionInfo
     created: bool
@@ -199,4 +215,5 @@ __all__ = [
     "TokenInfo",
     "Unset",
     "VersionInfo",
+    "WeightsCheck",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from registry.schemas import UNSET, Unset
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
+from registry.service.checks import check_weights
 from registry.service.incidents import list_incidents, record_alerts
 from registry.service.references import (
     MAX_REFERENCE_BYTES,
@@ -40,6 +41,7 @@ __all__ = [
     "Unset",
     "attach_reference",
     "authenticate",
+    "check_weights",
     "create_model",
     "create_team",
     "create_token",
