@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         f"output shape={tuple(out.shape)} finite={bool(torch.isfinite(out).all())}"
     )
     if args.save_weights:
-        path = save_weights(model, args.save_weights)
-        print(f"weights: {path}")
+        save_weights(model, args.save_weights)
+        print(f"weights: {args.save_weights}")
     if args.save_reference:
         _save_reference(model, preprocess, config, args.save_reference)
     return 0
