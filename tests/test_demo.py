@@ -109,3 +109,25 @@ def test_bad_config_is_one_error_line(tmp_path: Path) -> None:
     errors = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1
     assert "no.yaml" in errors[0]
+
+
+@pytest.mark.slow
+def test_demo_on_postgresql(tmp_path: Path) -> None:
+    """`mmgov demo --db postgresql…` tells the same story on a new PostgreSQL database."""
+    from tests.conftest import PG_URL_TEMPLATE, _create_pg_database, _drop_pg_database
+
+    name = _create_pg_database()
+    url = PG_URL_TEMPLATE.format(dbname=name)
+    try:
+        run = subprocess.run(
+            [str(MMGOV), "demo", "--db", url, "--workdir", str(tmp_path), "--json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+        )
+    finally:
+        _drop_pg_database(name)
+    assert run.returncode == 0, run.stderr
+    assert f"database postgresql+psycopg://postgres@127.0.0.1:5432/{name}" in run.stdout
+    figures = _figures(run)
+    assert figures["versions"] == [1, 2]
+    assert figures["served_after_rollback"] == 1
+    assert figures["audit_ok"] is True
