@@ -133,15 +133,97 @@ class TestKS:
         assert result.detail["moved_dims"][0] == 3
         assert result.detail["bonferroni_p"] < 0.05
 
-    def test_distances_match_scipy(self) -> None:
-        """Per-dimension KS distances equal scipy's two-sample statistic."""
+    def test_distances_track_scipy_at_bin_resolution(self) -> None:
+        """Per-dimension distances are scipy's KS statistic to within the quantile-bin width."""
         from scipy.stats import ks_2samp
 
         rng = np.random.default_rng(4)
-        reference = rng.standard_normal((N_REF, 5)) * [1, 10, 100, 0.01, 1] + [0, 5, -50, 0, 3]
-        detector = create_detector("ks", reference, window=WINDOW, n_boot=20)
+        reference = rng.standard_normal((N_REF, 5)) * [1, 10, 100, 0.01, 1] + [0, 5, -50, 1e4, 3]
+        detector = create_detector("ks", reference, window=WINDOW, n_boot=20, n_bins=64)
         window = rng.standard_normal((WINDOW, 5)) * 1.3 + 0.2
+        window[:, 3] = window[:, 3] * 0.01 + 1e4
         window[0, 0] = 1e6  # outside the reference range
-        expected = [ks_2samp(window[:, j], reference[:, j]).statistic for j in range(5)]
+        exact = np.array([ks_2samp(window[:, j], reference[:, j]).statistic for j in range(5)])
         scale = np.sqrt(WINDOW * N_REF / (WINDOW + N_REF))
-        np.testing.assert_allclose(detector.distances(window) / scale, expected, atol=1e-12)
+        binned = detector.distances(window) / scale
+        assert np.all(binned <= exact + 1e-9)
+        assert np.all(exact - binned <= 2.0 / 64 + 1.0 / WINDOW)
+
+    def test_tied_values_neither_alarm_nor_hide_a_shift(self) -> None:
+        """On a few distinct values (ties everywhere) null windows pass and a new value alarms."""
+        from scipy.stats import ks_2samp
+
+        rng = np.random.default_rng(6)
+        reference = rng.integers(0, 6, (N_REF, 3)).astype(np.float64)
+        detector = create_detector("ks", reference, window=WINDOW, n_boot=200)
+        null = [detector.score(rng.integers(0, 6, (WINDOW, 3))).score > 1.0 for _ in range(60)]
+        assert np.mean(null) < 0.15
+        window = rng.integers(0, 6, (WINDOW, 3)).astype(np.float64)
+        window[: WINDOW // 4, 1] = 6.0  # a value the reference never took
+        exact = [ks_2samp(window[:, j], reference[:, j]).statistic for j in range(3)]
+        scale = np.sqrt(WINDOW * N_REF / (WINDOW + N_REF))
+        assert np.all(detector.distances(window) / scale <= np.array(exact) + 1e-9)
+        result = detector.score(window)
+        assert result.score > 1.0
+        assert result.detail["moved_dims"] == [1]
+
+    def test_tiny_and_offset_dimensions_keep_their_resolution(self) -> None:
+        """Dimensions of scale 1e-32 or offset 1e6 next to ordinary ones raise no false alarms."""
+        rng = np.random.default_rng(9)
+        scales = np.array([1.0, 1e-32, 1e-3, 1.0])
+        offsets = np.array([0.0, -5e-32, 1e6, 0.0])
+
+        def draw(n: int) -> np.ndarray:
+            return rng.standard_normal((n, 4)) * scales + offsets
+
+        detector = create_detector("ks", draw(N_REF), window=WINDOW, n_boot=200)
+        flagged = [detector.score(draw(WINDOW)).score > 1.0 for _ in range(60)]
+        assert np.mean(flagged) < 0.15
+
+
+class TestMMDRFF:
+    def test_catches_variance_scale(self) -> None:
+        """Variance x1.3 on every dimension is flagged in most windows (the plain MMD misses it)."""
+        rng, mixing = _source(7)
+        detector = create_detector("mmd_rff", _draw(rng, mixing, N_REF), window=WINDOW, n_boot=300)
+        flagged = [
+            detector.score(_draw(rng, mixing, WINDOW, np.sqrt(1.3))).score > 1.0 for _ in range(10)
+        ]
+        assert np.mean(flagged) >= 0.8
+
+
+class TestCalibrationNumerics:
+    def test_covariance_traces_are_unbiased_off_normality(self) -> None:
+        """tr(C) and tr(C^2) estimates from 40 skewed rows in 50 dims average to the truth."""
+        from instrumentation._drift_calibration import covariance_traces
+
+        rng = np.random.default_rng(1)
+        mixing = rng.standard_normal((50, 50)) * rng.uniform(0.1, 1.0, 50)
+        cov = mixing @ mixing.T
+        estimates = np.array(
+            [
+                covariance_traces((rng.standard_exponential((40, 50)) - 1.0) @ mixing.T)
+                for _ in range(600)
+            ]
+        )
+        assert estimates[:, 0].mean() == pytest.approx(np.trace(cov), rel=0.03)
+        assert estimates[:, 1].mean() == pytest.approx(np.sum(cov * cov), rel=0.05)
+        naive = np.mean(
+            [
+                np.sum(np.cov(rng.standard_normal((40, 50)) @ mixing.T, rowvar=False) ** 2)
+                for _ in range(100)
+            ]
+        )
+        assert naive > 1.1 * np.sum(cov * cov)  # the bias the unbiased estimate removes
+
+    def test_scaled_chi2_quantile_matches_simulation(self) -> None:
+        """The two-trace quantile of a weighted chi-square is within 2 % of a simulated one."""
+        from instrumentation._drift_calibration import scaled_chi2_quantile
+
+        rng = np.random.default_rng(2)
+        weights = rng.uniform(0.2, 3.0, 300)
+        draws = (rng.standard_normal((20000, 300)) ** 2) @ weights
+        for alpha in (0.05, 0.025):
+            expected = np.quantile(draws, 1.0 - alpha)
+            got = scaled_chi2_quantile(float(weights.sum()), float((weights**2).sum()), alpha)
+            assert got == pytest.approx(expected, rel=0.02)
