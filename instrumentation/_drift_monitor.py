@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import structlog
 
-from instrumentation._drift_calibration import FloatArray
+from instrumentation._drift_calibration import Float32Array
 from instrumentation._drift_detectors import Detector
-from instrumentation._drift_pooling import POOLINGS, pool_output
+from instrumentation._drift_pooling import POOLINGS, pool_rows
+from instrumentation._drift_ring import DeviceWindow, HostRing, Ring, ready_rows
 
 _log = structlog.get_logger("mmgov.drift")
 _STOP = object()
@@ -43,12 +44,17 @@ class DriftSnapshot:
 class DriftMonitor:
     """Collects one module's pooled outputs into windows and scores each full window.
 
-    ``observe`` is the only method on the forward path: it pools, validates and copies rows into
-    a preallocated ring buffer of ``window`` rows (O(d) per sample) and never raises. Every
+    ``observe`` is the only method on the forward path: it pools and copies rows into a
+    preallocated ring buffer of ``window`` rows (O(d) per sample) and never raises. Every
     ``stride`` samples after the first ``window`` (``stride`` defaults to ``window``: tumbling
     windows) the buffer is handed to a worker thread; if the worker is still busy with the
     previous window the new one is skipped and counted. ``background=False`` scores on the
     calling thread (tests, benchmarks).
+
+    Outputs on an accelerator are pooled and buffered on their device: the forward path never
+    waits for the device (no host copy, no data-dependent branch). At window close the buffer is
+    copied on the device and the worker brings it to the host, so rows with NaN/inf from a
+    device are dropped and counted then, not per call. Host outputs are checked per call.
     """
 
     def __init__(
@@ -81,7 +87,7 @@ class DriftMonitor:
         self.pooling = pooling
         self.background = background
         self._on_window = on_window
-        self._buffer = np.empty((size, detector.dim), dtype=np.float64)
+        self._ring: Ring | None = None  # host or device ring, chosen by the first rows
         self._seen = 0  # accepted samples; the ring position is _seen % window
         self._next_emit = size
         self._buffer_lock = threading.Lock()
@@ -110,7 +116,7 @@ class DriftMonitor:
         are counted as errors. Never raises.
         """
         try:
-            rows = pool_output(output, self.pooling)
+            rows = pool_rows(output, self.pooling)
         except Exception:
             with self._state_lock:
                 self._errors += 1
@@ -121,36 +127,43 @@ class DriftMonitor:
             with self._state_lock:
                 self._errors += 1
 
-    def _accept(self, rows: FloatArray) -> None:
+    def _accept(self, rows: Float32Array | Any) -> None:
         if rows.shape[1] != self.detector.dim:
             with self._state_lock:
                 self._invalid += rows.shape[0]
             return
-        finite = np.isfinite(rows).all(axis=1)
-        if not finite.all():
-            with self._state_lock:
-                self._invalid += int((~finite).sum())
-            rows = rows[finite]
-        ready: list[FloatArray] = []
+        if isinstance(rows, np.ndarray):
+            finite = np.isfinite(rows).all(axis=1)
+            if not finite.all():
+                with self._state_lock:
+                    self._invalid += int((~finite).sum())
+                rows = rows[finite]
+        ready: list[Any] = []
         with self._buffer_lock:
+            if self._ring is None:
+                self._ring = (
+                    HostRing(self.window, self.detector.dim)
+                    if isinstance(rows, np.ndarray)
+                    else DeviceWindow(rows, self.window)
+                )
+            ring = self._ring
             start = 0
             while start < rows.shape[0]:
                 take = min(rows.shape[0] - start, self._next_emit - self._seen)
                 chunk = rows[start : start + take]
                 if take > self.window:  # only the newest `window` rows can reach a window
                     chunk = chunk[-self.window :]
-                first = self._seen + take - chunk.shape[0]
-                self._buffer[(first + np.arange(chunk.shape[0])) % self.window] = chunk
+                ring.write(self._seen + take - chunk.shape[0], chunk)
                 self._seen += take
                 start += take
                 if self._seen == self._next_emit:
                     # Row order is irrelevant to every detector, so the ring is copied as is.
-                    ready.append(self._buffer.copy())
+                    ready.append(ring.snapshot())
                     self._next_emit += self.stride
         for window in ready:
             self._dispatch(window)
 
-    def _dispatch(self, window: FloatArray) -> None:
+    def _dispatch(self, window: Any) -> None:
         if not self.background:
             self._score_window(window)
             return
@@ -174,8 +187,14 @@ class DriftMonitor:
                     self._pending -= 1
                     self._state_lock.notify_all()
 
-    def _score_window(self, window: FloatArray) -> None:
+    def _score_window(self, snapshot: Any) -> None:
         try:
+            window, invalid = ready_rows(snapshot)
+            if invalid:
+                with self._state_lock:
+                    self._invalid += invalid
+            if window.shape[0] < 2:
+                return
             result = self.detector.score(window)
         except Exception:
             with self._state_lock:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from instrumentation._drift_calibration import FloatArray
+from instrumentation._drift_calibration import Float32Array, FloatArray
 
 Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = ("cls", "mean")
@@ -29,14 +29,27 @@ def primary_output(output: Any) -> Any:
     return output
 
 
-def pool_output(output: Any, pooling: str) -> FloatArray:
-    """Pool a module output to one row per sample: token 0 (``cls``) or the token mean (``mean``).
-
-    Torch tensors are pooled on their own device before the (small) copy to the host, so only
-    ``[B, d]`` crosses. Torch is never imported here: tensors are recognised by ``detach``.
+def on_host(tensor: Any) -> bool:
+    """Whether a torch tensor lives in host memory (reading it then costs no device sync).
 
     Returns:
-        ``[B, d]`` float64 array (a ``[d]`` output is one sample).
+        True for CPU tensors.
+    """
+    return bool(tensor.device.type == "cpu")
+
+
+def pool_rows(output: Any, pooling: str) -> Float32Array | Any:
+    """Pool a module output to one float32 row per sample, without leaving the output's device.
+
+    Token outputs ``[B, T, D]`` pool to token 0 (``cls``) or the token mean (``mean``). Tensors
+    are detached; one on an accelerator stays there (the result is a ``[B, d]`` float32 tensor
+    on that device, and nothing here waits for the device). Host tensors and arrays become a
+    float32 numpy array (a view where possible). Torch is never imported here: tensors are
+    recognised by ``detach``.
+
+    Returns:
+        ``[B, d]`` rows: a numpy array for host data, a device tensor otherwise (a ``[d]``
+        output is one sample).
 
     Raises:
         ValueError: no tensor found, or a rank other than 1, 2 or 3.
@@ -48,13 +61,32 @@ def pool_output(output: Any, pooling: str) -> FloatArray:
         value = value.detach()
         if value.ndim == 3:
             value = value[:, 0] if pooling == "cls" else value.float().mean(dim=1)
-        array = np.asarray(value.float().cpu().numpy(), dtype=np.float64)
-    else:
-        array = np.asarray(value, dtype=np.float64)
-        if array.ndim == 3:
-            array = array[:, 0] if pooling == "cls" else array.mean(axis=1)
+        value = value.float()
+        if value.ndim == 1:
+            value = value[None]
+        if value.ndim != 2:
+            raise ValueError(f"expected an output of rank 1, 2 or 3, got rank {value.ndim}")
+        return value.numpy() if on_host(value) else value
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[:, 0] if pooling == "cls" else array.mean(axis=1)
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
         raise ValueError(f"expected an output of rank 1, 2 or 3, got rank {array.ndim}")
     return array
+
+
+def pool_output(output: Any, pooling: str) -> FloatArray:
+    """Pool a module output to host float64 rows (reference capture; waits for the device).
+
+    Returns:
+        ``[B, d]`` float64 array.
+
+    Raises:
+        ValueError: as ``pool_rows``.
+    """
+    rows = pool_rows(output, pooling)
+    if not isinstance(rows, np.ndarray):
+        rows = rows.cpu().numpy()
+    return np.asarray(rows, dtype=np.float64)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 from structlog.testing import capture_logs
+from torch.overrides import TorchFunctionMode
 
+from instrumentation import _drift_pooling
 from instrumentation.drift import Detector as BaseDetector
 from instrumentation.drift import (
     DetectorResult,
@@ -132,6 +134,62 @@ class TestBadInput:
         """Invalid stride or pooling raise at construction."""
         with pytest.raises(ValueError, match=message):
             _monitor(reference, **kwargs)
+
+
+class _SyncCounter(TorchFunctionMode):
+    """Records every tensor method that reads device data on the host."""
+
+    SYNCING = ("cpu", "numpy", "item", "tolist", "__bool__", "nonzero", "__array__")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = getattr(func, "__name__", "")
+        if name in self.SYNCING:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+class TestDevicePath:
+    def test_meta_tensors_never_reach_the_host_before_window_close(
+        self, reference: np.ndarray
+    ) -> None:
+        """Meta tensors (which cannot be read) pass window-1 rows cleanly; the close reads once."""
+        monitor, detector = _monitor(reference)
+        for _ in range(3):
+            monitor.observe(torch.randn(3, 5, D, device="meta"))
+        snap = monitor.snapshot()
+        assert (snap.samples, snap.errors, snap.invalid_samples) == (9, 0, 0)
+        monitor.observe(torch.randn(1, 5, D, device="meta"))
+        snap = monitor.snapshot()
+        assert (snap.samples, snap.windows, snap.errors) == (10, 0, 1)  # the host copy failed
+        assert detector.windows == []
+
+    def test_device_rows_are_copied_to_the_host_once_per_window(
+        self, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Via the device path only window close reads tensors; rows and NaN drops are right."""
+        monkeypatch.setattr(_drift_pooling, "on_host", lambda tensor: False)
+        monitor, detector = _monitor(reference, stride=5)
+        rows = torch.arange(15 * D, dtype=torch.float64).reshape(15, D)
+        rows[12, 1] = float("nan")
+        per_call: list[list[str]] = []
+        for start in range(0, 15, 3):
+            with _SyncCounter() as counter:
+                monitor.observe(rows[start : start + 3])
+            per_call.append(counter.calls)
+        assert per_call[:3] == [[], [], []]
+        at_close = ["cpu", "cpu", "numpy", "numpy"]  # rows and finite mask, then host views
+        assert sorted(per_call[3]) == at_close  # window 1 closes at sample 10
+        assert sorted(per_call[4]) == at_close  # window 2 closes at sample 15
+        assert monitor.snapshot().windows == 2
+        np.testing.assert_array_equal(
+            np.sort(detector.windows[0], 0), np.sort(rows[:10].numpy(), 0)
+        )
+        assert detector.windows[1].shape == (9, D)  # the NaN row was dropped at close
+        assert monitor.snapshot().invalid_samples == 1
 
 
 class TestBackground:
