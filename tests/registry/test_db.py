@@ -1,7 +1,8 @@
-"""registry.db: schema-at-head checks, auto-upgrade of a new SQLite file, SQLite pragmas."""
+"""registry.db: schema-at-head checks, auto-upgrade of a new SQLite file, SQLite pragmas, pool."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -74,5 +75,62 @@ class TestSqlitePragmas:
                         "updated_by) VALUES (99, 'x', 99, '2024-01-01', 'me')"
                     )
                 )
+        finally:
+            database.dispose()
+
+
+def _version_count(database: dbmod.Database) -> int:
+    with database.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM model_versions")).scalar_one())
+
+
+def _register_in_forked_child(database: dbmod.Database, parent_pool: object) -> None:
+    from tests.registry.test_concurrency import _register
+
+    assert database.engine.pool is not parent_pool  # the inherited pool was dropped
+    _register(database.url, 2, database)
+
+
+class TestSqlitePool:
+    def test_sequential_sessions_reuse_one_connection(self, tmp_path: Path) -> None:
+        """A caller's reads and writes one after the other run on one pooled SQLite connection."""
+        database = dbmod.open_database(f"sqlite:///{tmp_path / 'pool.db'}")
+        try:
+            seen = set()
+            for _ in range(3):
+                with database.connect() as conn:
+                    seen.add(id(conn.connection.dbapi_connection))
+                with database.transaction() as session:
+                    seen.add(id(session.connection().connection.dbapi_connection))
+            assert len(seen) == 1
+        finally:
+            database.dispose()
+
+    def test_dispose_closes_pooled_connections(self, tmp_path: Path) -> None:
+        """After dispose no connection is open: the last close checkpointed and removed the WAL."""
+        path = tmp_path / "dispose.db"
+        database = dbmod.open_database(f"sqlite:///{path}")
+        with database.transaction() as session:
+            session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+        assert path.with_name("dispose.db-wal").exists()
+        database.dispose()
+        assert not path.with_name("dispose.db-wal").exists()
+
+    def test_forked_child_opens_its_own_connections(self, db_url: str) -> None:
+        """A child forked with pooled connections gets a fresh pool; the parent's keep working."""
+        from tests.registry.test_concurrency import _register
+
+        dbmod.upgrade(db_url)
+        database = dbmod.Database(db_url)
+        try:
+            _register(db_url, 1, database)  # the pool now holds an open connection
+            child = multiprocessing.get_context("fork").Process(
+                target=_register_in_forked_child, args=(database, database.engine.pool)
+            )
+            child.start()
+            child.join(timeout=120)
+            assert child.exitcode == 0
+            _register(db_url, 3, database)  # the parent's pooled connection still works
+            assert _version_count(database) == 3
         finally:
             database.dispose()
