@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.config import canonical_json, sha256_hex
@@ -49,30 +49,38 @@ def event_hash(
     return sha256_hex(prev_hash + canonical_json(fields))
 
 
+# Built once and run on the caller's connection: appends sit on every write path, and building
+# an ORM statement and flushing a unit of work per call cost more than running the SQL.
+_BUMP_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=AuditHead.seq + 1)
+    .returning(AuditHead.seq, AuditHead.hash)
+)
+_INSERT_EVENT = insert(AuditEvent)
+_SET_HEAD_HASH = update(AuditHead).where(AuditHead.id == 1).values(hash=bindparam("head_hash"))
+
+
 def append(
-    session: Session,
+    target: Session | Connection,
     *,
     actor: str,
     action: str,
     model: str | None = None,
     version: int | None = None,
     payload: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event in the caller's (write) transaction.
+) -> Checkpoint:
+    """Append one event in the caller's (write) transaction, on its session or connection.
 
     Bumping the one-row head first takes its row lock (PostgreSQL) so concurrent appends queue up
     instead of reading the same "last" hash; SQLite writers are already serialised.
 
     Returns:
-        The new event row (flushed).
+        The new head: the event's seq and hash (the event row is written).
     """
     body = payload or {}
-    seq, prev_hash = session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash)
-    ).one()
+    conn = target.connection() if isinstance(target, Session) else target
+    seq, prev_hash = conn.execute(_BUMP_HEAD).one()
     at = utcnow()
     digest = event_hash(
         prev_hash,
@@ -84,21 +92,22 @@ def append(
         version=version,
         payload=body,
     )
-    event = AuditEvent(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        model=model,
-        version=version,
-        payload=body,
-        prev_hash=prev_hash,
-        hash=digest,
+    conn.execute(
+        _INSERT_EVENT,
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "model": model,
+            "version": version,
+            "payload": body,
+            "prev_hash": prev_hash,
+            "hash": digest,
+        },
     )
-    session.add(event)
-    session.flush()
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
-    return event
+    conn.execute(_SET_HEAD_HASH, {"head_hash": digest})
+    return Checkpoint(seq=seq, hash=digest)
 
 
 def head(session: Session) -> Checkpoint:

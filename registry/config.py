@@ -57,7 +57,7 @@ def canonical_json(obj: Any) -> str:
             JSON data (sets, bytes, dates, objects), strings that cannot be encoded as UTF-8, or
             nesting deeper than ``MAX_DEPTH``; the message names the dotted path.
     """
-    plain = _plain(obj, "", 0, [MAX_NODES * 100])
+    plain = _checked_plain(obj, MAX_NODES * 100)
     return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -84,39 +84,67 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _plain(obj: Any, path: str, depth: int, budget: list[int]) -> Any:
+class _NotJsonData(Exception):
+    """Raised inside `_plain`; the path is collected on the way out, so only errors pay for it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path: list[str | int] = []  # innermost key first
+
+
+def _plain(obj: Any, depth: int, budget: list[int]) -> Any:
     """Check that ``obj`` is JSON data and return a normalised copy (the budget is shared)."""
-    where = path or "<root>"
     if depth > MAX_DEPTH:
-        raise ConfigError(f"{where}: nesting deeper than {MAX_DEPTH} levels (or a cyclic alias)")
+        raise _NotJsonData(f"nesting deeper than {MAX_DEPTH} levels (or a cyclic alias)")
     budget[0] -= 1
     if budget[0] < 0:
-        raise ConfigError(f"{where}: config expands to too many values (alias bomb?)")
+        raise _NotJsonData("config expands to too many values (alias bomb?)")
     # bool before int: bool is a subclass of int and must stay a JSON boolean.
     if obj is None or isinstance(obj, bool | int):
         return obj
     if isinstance(obj, float):
         if not math.isfinite(obj):
-            raise ConfigError(f"{where}: NaN and infinite numbers are not allowed")
+            raise _NotJsonData("NaN and infinite numbers are not allowed")
         return 0.0 if obj == 0 else obj  # -0.0 and 0.0 are one value
     if isinstance(obj, str):
         try:
             obj.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ConfigError(f"{where}: string is not valid UTF-8 text") from exc
+            raise _NotJsonData("string is not valid UTF-8 text") from exc
         return obj
     if isinstance(obj, Mapping):
         out: dict[str, Any] = {}
         for key, value in obj.items():
             if not isinstance(key, str):
-                raise ConfigError(
-                    f"{_join(path, str(key))}: keys must be strings, got {type(key).__name__}"
-                )
-            out[key] = _plain(value, _join(path, key), depth + 1, budget)
+                error = _NotJsonData(f"keys must be strings, got {type(key).__name__}")
+                error.path.append(str(key))
+                raise error
+            try:
+                out[key] = _plain(value, depth + 1, budget)
+            except _NotJsonData as error:
+                error.path.append(key)
+                raise
         return out
     if isinstance(obj, list | tuple):
-        return [_plain(v, _join(path, i), depth + 1, budget) for i, v in enumerate(obj)]
-    raise ConfigError(f"{where}: {type(obj).__name__} is not JSON data")
+        items: list[Any] = []
+        for index, value in enumerate(obj):
+            try:
+                items.append(_plain(value, depth + 1, budget))
+            except _NotJsonData as error:
+                error.path.append(index)
+                raise
+        return items
+    raise _NotJsonData(f"{type(obj).__name__} is not JSON data")
+
+
+def _checked_plain(obj: Any, budget: int) -> Any:
+    """Return `_plain`'s copy of ``obj``, or raise ConfigError naming the dotted path."""
+    try:
+        return _plain(obj, 0, [budget])
+    except _NotJsonData as error:
+        where = _dotted(tuple(reversed(error.path)))
+        raise ConfigError(f"{where}: {error.reason}") from error.__cause__
 
 
 # --- YAML ----------------------------------------------------------------------------------------
@@ -360,7 +388,7 @@ def canonicalize(raw: Mapping[str, Any]) -> CanonicalConfig:
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"<root>: the config must be a mapping, got {type(raw).__name__}")
-    plain = _plain(raw, "", 0, [MAX_NODES])
+    plain = _checked_plain(raw, MAX_NODES)
     try:
         validated = ModelConfig.model_validate(plain)
     except ValidationError as exc:
