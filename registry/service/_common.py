@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from registry.errors import InvalidInput, NotFound, PermissionDenied
@@ -49,8 +50,110 @@ def team_name(session: Session, team_id: int | None) -> str | None:
 
 def can_see(session: Session, actor: Actor, model: Model) -> bool:
     """Whether ``actor`` may see ``model``: admins see all, others only their team's models."""
-    return actor.role == "admin" or (
-        actor.team is not None and team_name(session, model.team_id) == actor.team
+    return actor.role == "admin" or is_visible(actor, team_name(session, model.team_id))
+
+
+def is_visible(actor: Actor, team: str | None) -> bool:
+    """Whether ``actor`` may see a model owned by ``team`` (the rule of `can_see`)."""
+    return actor.role == "admin" or (actor.team is not None and team == actor.team)
+
+
+_MODEL_ID = (
+    select(Model.id, Team.name.label("team"))
+    .select_from(Model)
+    .outerjoin(Team, Team.id == Model.team_id)
+    .where(Model.name == bindparam("model"))
+)
+# Hot read paths run module-level statements on a Core connection: building an ORM statement
+# and loading ORM rows cost more than the indexed query itself.
+
+
+_LOCK_MODEL = (
+    select(Model.id, Model.next_version, Team.name.label("team"))
+    .select_from(Model)
+    .outerjoin(Team, Team.id == Model.team_id)
+    .where(Model.name == bindparam("model"))
+    .with_for_update(of=Model)
+)
+
+
+class LockedModel(NamedTuple):
+    """A model row read under its lock: what writers need to check and allocate."""
+
+    id: int
+    next_version: int
+    team: str | None
+
+
+def lock_model(conn: Connection, name: str) -> LockedModel | None:
+    """Return model ``name`` with its row locked, or None if there is no such model.
+
+    The row is locked FOR UPDATE on PostgreSQL (SQLite writers already hold the database lock).
+    Read what the lock protects in later statements: on PostgreSQL, a statement that waited for
+    the lock still sees other tables as they were when it started.
+    """
+    row = conn.execute(_LOCK_MODEL, {"model": name}).one_or_none()
+    return None if row is None else LockedModel(row.id, row.next_version, row.team)
+
+
+def lock_visible_model(conn: Connection, actor: Actor, name: str) -> LockedModel:
+    """Return `lock_model`'s row if the actor may see the model.
+
+    Raises:
+        NotFound: if it does not exist or belongs to another team (never leaked).
+    """
+    row = lock_model(conn, name)
+    if row is None or not is_visible(actor, row.team):
+        raise NotFound(f"model {name!r} not found")
+    return row
+
+
+def visible_model_id(conn: Connection, actor: Actor, name: str) -> int:
+    """Return the id of model ``name`` if the actor may see it (Core twin of `visible_model`).
+
+    Raises:
+        NotFound: if it does not exist or belongs to another team (never leaked).
+    """
+    row = conn.execute(_MODEL_ID, {"model": name}).one_or_none()
+    if row is None or not is_visible(actor, row.team):
+        raise NotFound(f"model {name!r} not found")
+    model_id: int = row.id
+    return model_id
+
+
+VERSION_COLUMNS = (
+    ModelVersion.version,
+    ModelVersion.semver,
+    ModelVersion.config,
+    ModelVersion.config_hash,
+    ModelVersion.weights_uri,
+    ModelVersion.weights_sha256,
+    ModelVersion.weights_bytes,
+    ModelVersion.module_hashes,
+    ModelVersion.parent_version,
+    ModelVersion.note,
+    ModelVersion.created_by,
+    ModelVersion.created_at,
+)
+"""The columns `version_from_row` reads, for Core queries that select them."""
+
+
+def version_from_row(model_name: str, row: Any) -> VersionInfo:
+    """Convert a row holding `VERSION_COLUMNS` to its schema (as `version_info` does)."""
+    return VersionInfo(
+        model=model_name,
+        version=row.version,
+        semver=row.semver,
+        config=row.config,
+        config_hash=row.config_hash,
+        weights_uri=row.weights_uri,
+        weights_sha256=row.weights_sha256,
+        weights_bytes=row.weights_bytes,
+        module_hashes=row.module_hashes,
+        parent_version=row.parent_version,
+        note=row.note,
+        created_by=row.created_by,
+        created_at=row.created_at,
     )
 
 
@@ -85,7 +188,7 @@ def version_row(session: Session, model: Model, version: int) -> ModelVersion:
     return row
 
 
-def team_id_for(session: Session, name: str) -> int:
+def team_id_for(session: Session | Connection, name: str) -> int:
     """Return the id of team ``name``.
 
     Raises:

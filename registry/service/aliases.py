@@ -6,8 +6,8 @@ unchanged and appends no audit event (nothing changed, so there is nothing to au
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
 from registry import audit
 from registry.db import Database
@@ -17,11 +17,12 @@ from registry.schemas import UNSET, Actor, AliasInfo, ResolvedAlias, Unset
 from registry.service._common import (
     alias_info,
     check_slug,
+    lock_visible_model,
     require_writer,
-    version_info,
     version_row,
     visible_model,
 )
+from registry.service.lookups import lookup_alias
 
 
 def _number(session: Session, version_id: int) -> int:
@@ -55,6 +56,40 @@ def _live_stack(session: Session, alias: Alias) -> list[AliasHistory]:
     )
 
 
+_CURRENT = aliased(ModelVersion)
+_PROMOTE_STATE = (
+    select(
+        ModelVersion.id.label("target_id"),
+        Alias.id.label("alias_id"),
+        _CURRENT.version.label("current"),
+        Alias.updated_at,
+        Alias.updated_by,
+    )
+    .select_from(Model)
+    .outerjoin(
+        ModelVersion,
+        (ModelVersion.model_id == Model.id) & (ModelVersion.version == bindparam("version")),
+    )
+    .outerjoin(Alias, (Alias.model_id == Model.id) & (Alias.name == bindparam("alias")))
+    .outerjoin(_CURRENT, _CURRENT.id == Alias.version_id)
+    .where(Model.id == bindparam("model_id"))
+)
+"""The target version's id and the alias's state, read after the model row is locked (every
+alias change locks its model's row first)."""
+_INSERT_ALIAS = insert(Alias).returning(Alias.id)
+_MOVE_ALIAS = (
+    update(Alias)
+    .where(Alias.id == bindparam("alias_id"))
+    .values(
+        version_id=bindparam("version_id"),
+        updated_at=bindparam("updated_at"),
+        updated_by=bindparam("updated_by"),
+    )
+)
+_INSERT_HISTORY = insert(AliasHistory)
+# Promotion runs module-level statements on a Core connection (see `register_version`).
+
+
 def promote(
     db: Database,
     actor: Actor,
@@ -76,47 +111,62 @@ def promote(
     require_writer(actor)
     check_slug(alias, "alias name")
 
-    def work(session: Session) -> AliasInfo:
-        row = visible_model(session, actor, model, lock=True)
-        target = version_row(session, row, version)
-        current = _alias_row(session, row, alias)
-        before = _number(session, current.version_id) if current is not None else None
+    def work(conn: Connection) -> AliasInfo:
+        row = lock_visible_model(conn, actor, model)
+        state = conn.execute(
+            _PROMOTE_STATE, {"model_id": row.id, "version": version, "alias": alias}
+        ).one()
+        if state.target_id is None:
+            raise NotFound(f"model {model!r} has no version {version}")
+        before: int | None = state.current
         _check_expected(model, alias, before, expected_version)
-        if current is not None and before == version:
-            return alias_info(model, current, version, None)
+        if state.alias_id is not None and before == version:
+            return AliasInfo(
+                model=model,
+                alias=alias,
+                version=version,
+                previous_version=None,
+                updated_at=state.updated_at,
+                updated_by=state.updated_by,
+            )
         now = utcnow()
-        if current is None:
-            current = Alias(
-                model_id=row.id,
-                name=alias,
-                version_id=target.id,
-                updated_at=now,
-                updated_by=actor.name,
-            )
-            session.add(current)
+        moved = {"version_id": state.target_id, "updated_at": now, "updated_by": actor.name}
+        if state.alias_id is None:
+            alias_id = conn.execute(
+                _INSERT_ALIAS, {"model_id": row.id, "name": alias, **moved}
+            ).scalar_one()
         else:
-            current.version_id, current.updated_at, current.updated_by = target.id, now, actor.name
-        session.flush()
-        session.add(
-            AliasHistory(
-                alias_id=current.id,
-                version_id=target.id,
-                action="promote",
-                actor=actor.name,
-                at=now,
-            )
+            alias_id = state.alias_id
+            conn.execute(_MOVE_ALIAS, {"alias_id": alias_id, **moved})
+        conn.execute(
+            _INSERT_HISTORY,
+            {
+                "alias_id": alias_id,
+                "version_id": state.target_id,
+                "action": "promote",
+                "actor": actor.name,
+                "at": now,
+                "rolled_back_at": None,
+            },
         )
         audit.append(
-            session,
+            conn,
             actor=actor.name,
             action="alias.promote",
             model=model,
             version=version,
             payload={"alias": alias, "before": before, "after": version},
         )
-        return alias_info(model, current, version, before)
+        return AliasInfo(
+            model=model,
+            alias=alias,
+            version=version,
+            previous_version=before,
+            updated_at=now,
+            updated_by=actor.name,
+        )
 
-    return db.write(work)
+    return db.write_core(work)
 
 
 def rollback(
@@ -211,24 +261,12 @@ def rollback(
 def resolve_alias(db: Database, actor: Actor, model: str, alias: str) -> ResolvedAlias:
     """Return the version ``alias`` points at, with its config and weights.
 
+    One indexed query (the same read the API's polling path runs).
+
     Raises:
         NotFound: model or alias.
     """
-    with db.read() as session:
-        row = visible_model(session, actor, model)
-        found = session.scalars(
-            select(Alias).where(Alias.model_id == row.id, Alias.name == alias)
-        ).one_or_none()
-        if found is None:
-            raise NotFound(f"model {model!r} has no alias {alias!r}")
-        target = session.get(ModelVersion, found.version_id)
-        assert target is not None
-        return ResolvedAlias(
-            model=model,
-            alias=alias,
-            version=version_info(model, target),
-            updated_at=found.updated_at,
-        )
+    return lookup_alias(db, actor, model, alias)
 
 
 def list_aliases(db: Database, actor: Actor, model: str) -> list[AliasInfo]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -10,21 +10,38 @@ from registry import audit
 from registry.config import CanonicalConfig
 from registry.db import Database
 from registry.diff import VersionDiff, diff_configs, diff_modules
-from registry.errors import Conflict, PermissionDenied
+from registry.errors import Conflict, NotFound, PermissionDenied
 from registry.models import Model, ModelVersion, Team, utcnow
 from registry.schemas import Actor, ModelInfo, Page, RegisterResult, VersionInfo
 from registry.service._common import (
+    VERSION_COLUMNS,
     check_limit,
     check_slug,
+    is_visible,
+    lock_model,
     model_info,
     parse_cursor,
     require_writer,
     team_id_for,
-    version_info,
-    version_row,
+    version_from_row,
     visible_model,
+    visible_model_id,
 )
 from registry.weights import WeightsInfo
+
+_LATEST = select(*VERSION_COLUMNS).where(
+    ModelVersion.model_id == bindparam("model_id"), ModelVersion.version == bindparam("version")
+)
+"""The latest version: ``next_version`` is the last number handed out."""
+_ALLOCATE = (
+    update(Model)
+    .where(Model.id == bindparam("model_id"))
+    .values(next_version=Model.next_version + 1)
+    .returning(Model.next_version)
+)
+_INSERT_VERSION = insert(ModelVersion)
+# Registration runs module-level statements on a Core connection: building ORM
+# statements and flushing a unit of work per call cost more than the SQL itself.
 
 
 def _owner_team(actor: Actor, team: str | None) -> str | None:
@@ -36,40 +53,37 @@ def _owner_team(actor: Actor, team: str | None) -> str | None:
 
 
 def _insert_model(
-    session: Session, actor: Actor, name: str, team: str | None, description: str
-) -> Model | None:
-    """Insert the model unless it exists; return the new row, or None when someone else won."""
+    conn: Connection, actor: Actor, name: str, team: str | None, description: str
+) -> int | None:
+    """Insert the model unless it exists; return the new row's id, or None when it existed."""
     values = {
         "name": name,
-        "team_id": team_id_for(session, team) if team is not None else None,
+        "team_id": team_id_for(conn, team) if team is not None else None,
         "description": description,
         "next_version": 0,
         "created_at": utcnow(),
         "created_by": actor.name,
     }
-    dialect = session.get_bind().dialect.name
     # ON CONFLICT DO NOTHING makes a concurrent first registration wait for the winner and then
     # see its row, instead of failing on the unique name.
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(Model)
+        dialect_insert(Model)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["name"])
         .returning(Model.id)
     )
-    new_id = session.execute(statement).scalar_one_or_none()
+    new_id: int | None = conn.execute(statement).scalar_one_or_none()
     if new_id is None:
         return None
-    model = session.get(Model, new_id)
-    assert model is not None
     audit.append(
-        session,
+        conn,
         actor=actor.name,
         action="model.create",
         model=name,
         payload={"after": {"team": team, "description": description}},
     )
-    return model
+    return new_id
 
 
 def create_model(
@@ -89,10 +103,10 @@ def create_model(
     owner = _owner_team(actor, team)
 
     def work(session: Session) -> ModelInfo:
-        model = _insert_model(session, actor, name, owner, description)
-        if model is None:
+        model_id = _insert_model(session.connection(), actor, name, owner, description)
+        if model_id is None:
             raise Conflict(f"model {name!r} already exists")
-        return model_info(session, model)
+        return model_info(session, session.get_one(Model, model_id))
 
     return db.write(work)
 
@@ -142,49 +156,42 @@ def register_version(
     check_slug(model, "model name")
     owner = _owner_team(actor, team)
 
-    def work(session: Session) -> RegisterResult:
-        existing = session.scalars(select(Model).where(Model.name == model)).one_or_none()
-        if existing is None:
-            _insert_model(session, actor, model, owner, "")
-        # Lock the model row: the duplicate check and the number allocation see one state.
-        row = visible_model(session, actor, model, lock=True)
-        latest = session.scalars(
-            select(ModelVersion)
-            .where(ModelVersion.model_id == row.id)
-            .order_by(ModelVersion.version.desc())
-            .limit(1)
+    def work(conn: Connection) -> RegisterResult:
+        found = lock_model(conn, model)
+        if found is None:
+            _insert_model(conn, actor, model, owner, "")
+            found = lock_model(conn, model)
+        if found is None or not is_visible(actor, found.team):
+            raise NotFound(f"model {model!r} not found")
+        latest = conn.execute(
+            _LATEST, {"model_id": found.id, "version": found.next_version}
         ).one_or_none()
         if (
             latest is not None
             and latest.config_hash == config.hash
             and latest.weights_sha256 == weights.sha256
         ):
-            return RegisterResult(version=version_info(model, latest), created=False)
-        number = session.execute(
-            update(Model)
-            .where(Model.id == row.id)
-            .values(next_version=Model.next_version + 1)
-            .returning(Model.next_version)
-        ).scalar_one()
-        version = ModelVersion(
-            model_id=row.id,
-            version=number,
-            semver=config.semver,
-            config=config.data,
-            config_hash=config.hash,
-            weights_uri=weights.uri,
-            weights_sha256=weights.sha256,
-            weights_bytes=weights.size_bytes,
-            module_hashes=dict(weights.module_hashes),
-            parent_version=latest.version if latest is not None else None,
-            note=note,
-            created_by=actor.name,
-            created_at=utcnow(),
-        )
-        session.add(version)
-        session.flush()
+            return RegisterResult(version=version_from_row(model, latest), created=False)
+        parent = latest.version if latest is not None else None
+        number = conn.execute(_ALLOCATE, {"model_id": found.id}).scalar_one()
+        values = {
+            "model_id": found.id,
+            "version": number,
+            "semver": config.semver,
+            "config": config.data,
+            "config_hash": config.hash,
+            "weights_uri": weights.uri,
+            "weights_sha256": weights.sha256,
+            "weights_bytes": weights.size_bytes,
+            "module_hashes": dict(weights.module_hashes),
+            "parent_version": parent,
+            "note": note,
+            "created_by": actor.name,
+            "created_at": utcnow(),
+        }
+        conn.execute(_INSERT_VERSION, values)
         audit.append(
-            session,
+            conn,
             actor=actor.name,
             action="version.register",
             model=model,
@@ -195,14 +202,38 @@ def register_version(
                     "semver": config.semver,
                     "weights_uri": weights.uri,
                     "weights_sha256": weights.sha256,
-                    "parent_version": version.parent_version,
+                    "parent_version": parent,
                     "note": note,
                 }
             },
         )
-        return RegisterResult(version=version_info(model, version), created=True)
+        values.pop("model_id")
+        return RegisterResult(version=VersionInfo(model=model, **values), created=True)
 
-    return db.write(work)
+    return db.write_core(work)
+
+
+_GET_VERSION = (
+    select(Team.name.label("team"), *VERSION_COLUMNS)
+    .select_from(Model)
+    .outerjoin(Team, Team.id == Model.team_id)
+    .outerjoin(
+        ModelVersion,
+        (ModelVersion.model_id == Model.id) & (ModelVersion.version == bindparam("version")),
+    )
+    .where(Model.name == bindparam("model"))
+)
+_PAGE = (
+    select(*VERSION_COLUMNS)
+    .where(ModelVersion.model_id == bindparam("model_id"))
+    .order_by(ModelVersion.version.desc())
+    .limit(bindparam("limit"))
+)
+_PAGE_BEFORE = _PAGE.where(ModelVersion.version < bindparam("before"))
+_PAIR = select(*VERSION_COLUMNS).where(
+    ModelVersion.model_id == bindparam("model_id"),
+    ModelVersion.version.in_(bindparam("versions", expanding=True)),
+)
 
 
 def get_version(db: Database, actor: Actor, model: str, version: int) -> VersionInfo:
@@ -211,9 +242,13 @@ def get_version(db: Database, actor: Actor, model: str, version: int) -> Version
     Raises:
         NotFound: unknown or invisible model, or no such version.
     """
-    with db.read() as session:
-        row = visible_model(session, actor, model)
-        return version_info(model, version_row(session, row, version))
+    with db.connect() as conn:
+        row = conn.execute(_GET_VERSION, {"model": model, "version": version}).one_or_none()
+    if row is None or not is_visible(actor, row.team):
+        raise NotFound(f"model {model!r} not found")
+    if row.version is None:
+        raise NotFound(f"model {model!r} has no version {version}")
+    return version_from_row(model, row)
 
 
 def list_versions(
@@ -226,15 +261,13 @@ def list_versions(
     """
     check_limit(limit)
     before = parse_cursor(cursor)
-    with db.read() as session:
-        row = visible_model(session, actor, model)
-        query = select(ModelVersion).where(ModelVersion.model_id == row.id)
-        if before is not None:
-            query = query.where(ModelVersion.version < before)
-        rows = session.scalars(query.order_by(ModelVersion.version.desc()).limit(limit + 1)).all()
-        items = [version_info(model, r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page[VersionInfo](items=items, next_cursor=str(items[-1].version) if more else None)
+    with db.connect() as conn:
+        model_id = visible_model_id(conn, actor, model)
+        params = {"model_id": model_id, "limit": limit + 1, "before": before}
+        rows = conn.execute(_PAGE if before is None else _PAGE_BEFORE, params).all()
+    items = [version_from_row(model, r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return Page[VersionInfo](items=items, next_cursor=str(items[-1].version) if more else None)
 
 
 def diff_versions(db: Database, actor: Actor, model: str, a: int, b: int) -> VersionDiff:
@@ -243,19 +276,24 @@ def diff_versions(db: Database, actor: Actor, model: str, a: int, b: int) -> Ver
     Raises:
         NotFound: unknown or invisible model, or either version missing.
     """
-    with db.read() as session:
-        row = visible_model(session, actor, model)
-        old, new = version_row(session, row, a), version_row(session, row, b)
-        return VersionDiff(
-            model=model,
-            from_version=a,
-            to_version=b,
-            from_config_hash=old.config_hash,
-            to_config_hash=new.config_hash,
-            config_changes=diff_configs(old.config, new.config),
-            weights_changed=old.weights_sha256 != new.weights_sha256,
-            modules=diff_modules(old.module_hashes, new.module_hashes),
-        )
+    with db.connect() as conn:
+        model_id = visible_model_id(conn, actor, model)
+        rows = conn.execute(_PAIR, {"model_id": model_id, "versions": [a, b]}).all()
+    found = {row.version: row for row in rows}
+    for number in (a, b):
+        if number not in found:
+            raise NotFound(f"model {model!r} has no version {number}")
+    old, new = found[a], found[b]
+    return VersionDiff(
+        model=model,
+        from_version=a,
+        to_version=b,
+        from_config_hash=old.config_hash,
+        to_config_hash=new.config_hash,
+        config_changes=diff_configs(old.config, new.config),
+        weights_changed=old.weights_sha256 != new.weights_sha256,
+        modules=diff_modules(old.module_hashes, new.module_hashes),
+    )
 
 
 __all__ = [
