@@ -6,8 +6,15 @@ How it works, and why:
   a module without hooks keeps PyTorch's fast call path, and a try/except around the original
   forward sees exceptions. The root model gets a thin marker wrapper that delimits one "root call"
   per thread (sampling decision, "already reported" markers).
-- The hot path adds into preallocated plain-int slots under one lock (exact counts across threads);
-  `metrics.SlotsCollector` converts them to Prometheus families at scrape time.
+- The hot path of a call that is not sampled reads one thread-local list and adds the latency
+  and its bucket count into it: that list has one writer, its own thread, so there is no lock and
+  counts stay exact across threads (`metrics.HotCounters`). Everything else (sampling, profiler
+  labels, opening a root call when a module runs outside one) sits behind one check of a per-thread
+  mode set once per root call. `metrics.SlotsCollector` converts the counts to Prometheus families
+  at scrape time.
+- Under ``torch.profiler`` every instrumented call is a ``mmgov:<module path>`` range. Whether a
+  profiler runs is checked when a root call starts (``record_function`` costs microseconds, so it
+  is never entered otherwise): a profiler started in the middle of a root call sees the next one.
 - Output statistics (mean, std, norm) and the finite check are computed every ``sample_every`` root
   calls, under ``no_grad`` on the detached output. On CPU they are read at once; on an accelerator
   the reduced values stay on the device and are read back once per sampling period (at the next
@@ -30,7 +37,6 @@ of its slots into real prometheus_client metrics (``metrics.MultiprocessMetrics`
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import os
 import threading
@@ -43,15 +49,19 @@ from typing import Any
 import torch
 from prometheus_client import REGISTRY, CollectorRegistry
 from torch import nn
+from torch.autograd import _profiler_enabled  # type: ignore[attr-defined]
 
 from instrumentation._select import describe_inputs, first_tensor, select_modules
 from instrumentation.logs import get_logger, request_context_fields
 from instrumentation.metrics import (
-    LATENCY_BOUNDS_NS,
+    BUCKET_BY_BIT_LENGTH,
+    LATENCY_BOUNDS_NS_PADDED,
     DriftObserver,
+    HotCounters,
     ModuleSlot,
     SlotsCollector,
     SlotsFlusher,
+    bucket_index,
 )
 
 __all__ = ["Instrumentation", "instrument"]
@@ -59,15 +69,25 @@ __all__ = ["Instrumentation", "instrument"]
 _MARK = "_mmgov_wrapper"
 _ROOT_PATH = "<root>"
 
+# What a thread's module wrappers do, kept at index 0 of its HotCounters list (0 is the common
+# case, so the hot path tests it with one comparison against a constant).
+_PLAIN = 0  # inside a root call that is neither sampled nor profiled: time and count only
+_FULL = 1  # inside a sampled or profiled root call: also statistics, profiler labels
+_OUTSIDE = 2  # no root call in progress: the first wrapper to run opens one
+
+_Pending = tuple[ModuleSlot, torch.Tensor, int, list[int], str]
+
 
 class _ThreadState(threading.local):
-    """Per-thread position inside a root call."""
+    """Per-thread position inside a root call; `__init__` runs once in each thread that uses it."""
 
-    depth = 0
-    sampled = False
-    nonfinite_reported = False
-    reported_exc = 0  # id() of the exception already reported in this root call
-    pending: list[tuple[ModuleSlot, torch.Tensor, int, list[int], str]] | None = None
+    def __init__(self, counters: HotCounters) -> None:
+        self.hot, self.token = counters.for_this_thread()
+        self.hot[0] = _OUTSIDE
+        self.sampled = False
+        self.nonfinite_reported = False
+        self.reported_exc = 0  # id() of the exception already reported in this root call
+        self.pending: list[_Pending] | None = None
 
 
 class _Attached:
@@ -108,12 +128,13 @@ class Instrumentation:
         self._sample_every = sample_every
         self._drift = dict(drift)
         self._lock = threading.Lock()
-        self._tls = _ThreadState()
+        self._counters = HotCounters(len(self.modules))
+        self._tls = _ThreadState(self._counters)
         self._root_counter = itertools.count()
-        self._deferred: list[list[tuple[ModuleSlot, torch.Tensor, int, list[int], str]]] = []
+        self._deferred: list[list[_Pending]] = []
         self._log = get_logger()
-        self._slots = {path: ModuleSlot(path) for path in self.modules}
-        self._root_slot = ModuleSlot(_ROOT_PATH, exported=False)
+        self._slots = {path: ModuleSlot(path, index) for index, path in enumerate(self.modules)}
+        self._root_slot = ModuleSlot(_ROOT_PATH)
         all_slots = [*self._slots.values(), self._root_slot]
         self._attached: list[_Attached] = []
         self._detached = False
@@ -122,8 +143,8 @@ class Instrumentation:
         self._collector: SlotsCollector | None = None
         if registry is not None:
             self._collector = SlotsCollector(
-                model=model_name, version=version, slots=all_slots, lock=self._lock,
-                drift=self._drift_rows, before_collect=self._resolve_deferred,
+                model=model_name, version=version, slots=all_slots, counters=self._counters,
+                lock=self._lock, drift=self._drift_rows, before_collect=self._resolve_deferred,
             )
             registry.register(self._collector)
         self._flusher: SlotsFlusher | None = None
@@ -131,8 +152,8 @@ class Instrumentation:
         self._flush_thread: threading.Thread | None = None
         if multiprocess:
             self._flusher = SlotsFlusher(
-                model=model_name, version=version, slots=all_slots, lock=self._lock,
-                drift=self._drift_rows,
+                model=model_name, version=version, slots=all_slots, counters=self._counters,
+                lock=self._lock, drift=self._drift_rows,
             )
             self._flush_thread = threading.Thread(
                 target=_flush_periodically,
@@ -212,93 +233,130 @@ class Instrumentation:
         self._attached.append(_Attached(module, previous, wrapper))
 
     def _root_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        tls = self._tls
-        begin, end = self._begin_root, self._end_root
+        tls, begin, end = self._tls, self._begin_root, self._end_root
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            if tls.depth:
+            hot = tls.hot
+            if hot[0] != _OUTSIDE:  # re-entered from inside a root call
                 return original(*args, **kwargs)
-            begin()
-            tls.depth = 1
+            begin(hot)
             try:
                 return original(*args, **kwargs)
             finally:
-                tls.depth = 0
-                end()
+                end(hot)
 
         _copy_identity(forward, original)
         return forward
 
     def _module_wrapper(self, slot: ModuleSlot, original: Callable[..., Any]) -> Callable[..., Any]:
-        # Everything the hot path touches is bound to a local: attribute lookups cost per call.
-        tls, lock = self._tls, self._lock
-        perf, find, bounds = time.perf_counter_ns, bisect.bisect_left, LATENCY_BOUNDS_NS
-        buckets = slot.latency_buckets
-        begin, end = self._begin_root, self._end_root
-        on_error, sample, observe = self._on_error, self._sample, self._observe
+        # The hot path reads closure variables (cheaper than attributes or dicts), makes two
+        # perf_counter_ns calls and adds two ints into this thread's list.
+        tls, perf = self._tls, time.perf_counter_ns
+        by_bits, bounds = BUCKET_BY_BIT_LENGTH, LATENCY_BOUNDS_NS_PADDED
+        fastest = bounds[0]
+        latency_sum = HotCounters.offset(slot.index)
+        first_bucket = latency_sum + 1
+        on_error, observe = self._on_error, self._observe
         monitor = self._drift.get(slot.path)
-        # Gate record_function on the profiler: its context manager costs microseconds per call.
-        profiling = torch.autograd._profiler_enabled  # type: ignore[attr-defined]
-        label = f"mmgov:{slot.path}"
+        full = self._full_path(slot, original, monitor)
 
         def forward(*args: Any, **kwargs: Any) -> Any:
-            depth = tls.depth
-            if depth == 0:
-                begin()
-            tls.depth = depth + 1
+            hot = tls.hot
+            if hot[0] != _PLAIN:
+                return full(hot, args, kwargs)
+            start = perf()
             try:
-                start = perf()
-                if profiling():
-                    with torch.profiler.record_function(label):
-                        out = original(*args, **kwargs)
-                else:
-                    out = original(*args, **kwargs)
-                elapsed = perf() - start
+                out = original(*args, **kwargs)
             except BaseException as exc:
-                tls.depth = depth
                 on_error(slot, exc, args, kwargs)
-                if depth == 0:
-                    end()
                 raise
-            tls.depth = depth
-            with lock:
-                slot.calls += 1
-                buckets[find(bounds, elapsed)] += 1
-                slot.latency_sum_ns += elapsed
-            if tls.sampled:
-                sample(slot, out)
+            elapsed = perf() - start
+            hot[latency_sum] += elapsed
+            if elapsed <= fastest:  # most calls of a full-depth profile
+                hot[first_bucket] += 1
+            else:  # metrics.bucket_index, inlined
+                i = by_bits[elapsed.bit_length()]
+                if elapsed > bounds[i]:
+                    i += 1
+                hot[first_bucket + i] += 1
             if monitor is not None:
                 observe(slot, monitor, out)
-            if depth == 0:
-                end()
             return out
 
         _copy_identity(forward, original)
         return forward
 
+    def _full_path(
+        self, slot: ModuleSlot, original: Callable[..., Any], monitor: DriftObserver | None
+    ) -> Callable[[list[int], tuple[Any, ...], dict[str, Any]], Any]:
+        """The module call when sampled, profiled or outside a root call (which it then opens)."""
+        tls, perf = self._tls, time.perf_counter_ns
+        latency_sum = HotCounters.offset(slot.index)
+        first_bucket = latency_sum + 1
+        begin, end = self._begin_root, self._end_root
+        on_error, sample, observe = self._on_error, self._sample, self._observe
+        label = f"mmgov:{slot.path}"
+
+        def call(hot: list[int], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            outer = hot[0] == _OUTSIDE
+            if outer:
+                begin(hot)
+            try:
+                try:
+                    if _profiler_enabled():
+                        with torch.profiler.record_function(label):
+                            start = perf()
+                            out = original(*args, **kwargs)
+                            elapsed = perf() - start
+                    else:
+                        start = perf()
+                        out = original(*args, **kwargs)
+                        elapsed = perf() - start
+                except BaseException as exc:
+                    on_error(slot, exc, args, kwargs)
+                    raise
+                hot[latency_sum] += elapsed
+                hot[first_bucket + bucket_index(elapsed)] += 1
+                if tls.sampled:
+                    sample(slot, out)
+                if monitor is not None:
+                    observe(slot, monitor, out)
+                return out
+            finally:
+                if outer:
+                    end(hot)
+
+        return call
+
     # -- root-call bookkeeping ------------------------------------------------------------------
 
-    def _begin_root(self) -> None:
+    def _begin_root(self, hot: list[int]) -> None:
+        # The profiler is checked once per root call: record_function costs microseconds per call.
+        hot[0] = _PLAIN
         tls = self._tls
         try:
-            tls.sampled = next(self._root_counter) % self._sample_every == 0
+            sampled = next(self._root_counter) % self._sample_every == 0
+            tls.sampled = sampled
             tls.nonfinite_reported = False
             tls.reported_exc = 0
             tls.pending = None
-            if tls.sampled and self._deferred:
+            if sampled or _profiler_enabled():
+                hot[0] = _FULL
+            if sampled and self._deferred:
                 self._resolve_deferred()
         except Exception as exc:
             self._own_error(self._root_slot, "begin_root", exc)
 
-    def _end_root(self) -> None:
+    def _end_root(self, hot: list[int]) -> None:
+        hot[0] = _OUTSIDE
         tls = self._tls
         try:
             tls.reported_exc = 0  # drop the id so a later exception object may reuse it
             tls.sampled = False
-            if tls.pending:
+            pending, tls.pending = tls.pending, None
+            if pending:
                 with self._lock:
-                    self._deferred.append(tls.pending)
-                tls.pending = None
+                    self._deferred.append(pending)
         except Exception as exc:
             self._own_error(self._root_slot, "end_root", exc)
 
@@ -312,7 +370,7 @@ class Instrumentation:
             first = tls.reported_exc != id(exc)
             error_type = type(exc).__name__
             with self._lock:
-                slot.calls += 1
+                slot.failed_calls += 1
                 if first:
                     slot.errors[error_type] = slot.errors.get(error_type, 0) + 1
             if not first:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +14,14 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 from torch import nn
 
-from instrumentation import bind_request_context, clear_request_context, instrument
+from instrumentation import (
+    LATENCY_BUCKETS,
+    bind_request_context,
+    clear_request_context,
+    hooks,
+    instrument,
+)
+from instrumentation.metrics import LATENCY_BOUNDS_NS
 from tests.instrumentation._models import Encoder, TinyMultimodal, inputs
 
 TOP = ("image_encoder", "text_encoder", "fusion_layer")
@@ -141,6 +149,83 @@ class TestCounts:
             for module in TOP:
                 assert value(registry, "mmgov_module_calls_total", module) == 200
                 assert value(registry, "mmgov_module_latency_seconds_count", module) == 200
+
+    def test_threads_that_ended_keep_their_counts(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Counts of finished threads survive later scrapes and later calls."""
+
+        def work() -> None:
+            with torch.no_grad():
+                for _ in range(3):
+                    model(*inputs())
+
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            for _ in range(4):
+                thread = threading.Thread(target=work)
+                thread.start()
+                thread.join()
+                value(registry, "mmgov_module_calls_total", "fusion_layer")  # scrape in between
+            gc.collect()
+            assert value(registry, "mmgov_module_calls_total", "fusion_layer") == 12
+            model(*inputs())
+            assert value(registry, "mmgov_module_calls_total", "fusion_layer") == 13
+            assert value(registry, "mmgov_module_latency_seconds_count", "fusion_layer") == 13
+
+    def test_every_latency_lands_in_its_bucket(
+        self, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Latencies at and around every bound fill the bucket bisect gives, sampled or not."""
+        latencies = [b + d for b in LATENCY_BOUNDS_NS for d in (-1, 0, 1)] + [0, 7, 20 * 10**9]
+        ticks = iter([t for ns in latencies for t in (0, ns)])
+        # Only the hooks' clock is faked: each call of the one wrapped module reads it twice.
+        monkeypatch.setattr(hooks, "time", SimpleNamespace(perf_counter_ns=lambda: next(ticks)))
+        model = nn.Sequential(nn.Identity())
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["0"], sample_every=5):
+            for _ in latencies:
+                model(torch.zeros(1))
+            les = [*(repr(b) for b in LATENCY_BUCKETS), "+Inf"]
+            got = [value(registry, "mmgov_module_latency_seconds_bucket", "0", le=le) for le in les]
+            total = value(registry, "mmgov_module_latency_seconds_sum", "0")
+        bounds = [*LATENCY_BOUNDS_NS, 2**64]
+        assert got == [sum(ns <= b for ns in latencies) for b in bounds]
+        assert total == pytest.approx(sum(latencies) / 1e9)
+
+    def test_module_called_outside_the_root(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """A module run on its own opens a root call: counted, its failure reported once."""
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["image_encoder", "image_encoder.proj"]), capture_logs() as logs:
+            model.image_encoder(torch.randn(2, 8))
+            model.image_encoder.fail = ValueError("direct")
+            with pytest.raises(ValueError, match="direct"):
+                model.image_encoder(torch.randn(2, 8))
+            model.image_encoder.fail = None
+            model(*inputs())
+            calls = value(registry, "mmgov_module_calls_total", "image_encoder")
+            proj = value(registry, "mmgov_module_calls_total", "image_encoder.proj")
+            errors = value(registry, "mmgov_module_errors_total", "image_encoder",
+                           error_type="ValueError")
+        assert (calls, proj, errors) == (3, 3, 1)
+        assert [e["module"] for e in events(logs, "module_forward_failed")] == ["image_encoder"]
+
+    def test_profiler_sees_one_range_per_call(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Under torch.profiler each instrumented call is an `mmgov:<path>` range."""
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        sample_every=1000):
+            model(*inputs())  # the first root call is sampled; later ones take the plain path
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                model(*inputs())
+                model(*inputs())
+            model(*inputs())
+            calls = value(registry, "mmgov_module_calls_total", "fusion_layer")
+        names = [event.name for event in prof.events()]
+        assert names.count("mmgov:fusion_layer") == 2
+        assert calls == 4
 
 
 class TestFailures:
