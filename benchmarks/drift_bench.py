@@ -11,6 +11,11 @@ of mmgov (alibi-detect is under the Business Source License since 2024; Evidentl
         prometheus-client pyyaml safetensors
     PYTHONPATH=. /tmp/drift-cmp/bin/python benchmarks/drift_bench.py
 
+alibi-detect pins numpy < 2, whose bundled OpenBLAS 0.3.23 may not know a recent CPU and fall
+back to its slowest kernels (the BLAS line printed first then says ``Prescott``; float32
+matrix products ran 4-5x slower here). Name the core type then, e.g.
+``OPENBLAS_CORETYPE=SkylakeX`` on AVX-512 machines, so that every method gets a fast BLAS.
+
 Design (issue 6): a reference of 1,000 samples and windows of 500. Data sets: Gaussian with a
 random non-isotropic covariance at d = 384 and 768 (shifts of the mean by 0.05 sigma on every
 dimension and by 0.25/0.5/1 sigma along one random unit direction, variance x1.05/1.1/1.2);
@@ -396,13 +401,17 @@ def print_table(scenario: Scenario, tallies: dict[str, Tally], all_methods: list
     """Print one markdown table: methods as rows, FPR and conditions as columns."""
     print(f"\n### {scenario.name} (share of windows flagged; n = windows)\n")
     head = " | ".join(scenario.conditions)
-    print(f"| method | FPR mean (sd over refs) [min–max], refs × windows | {head} |")
+    print(f"| method | FPR mean ± se (sd over refs) [min–max], refs × windows | {head} |")
     print("|---|---|" + "---|" * len(scenario.conditions))
     for m in all_methods:
         t = tallies[m.name]
         f = np.array(t.fpr)
         per_ref = t.null_windows // len(f)
-        fpr = f"{f.mean():.3f} ({f.std():.3f}) [{f.min():.2f}–{f.max():.2f}], {len(f)} × {per_ref}"
+        se = f.std(ddof=1) / np.sqrt(len(f)) if len(f) > 1 else float("nan")
+        fpr = (
+            f"{f.mean():.3f} ± {se:.3f} ({f.std():.3f}) [{f.min():.2f}–{f.max():.2f}], "
+            f"{len(f)} × {per_ref}"
+        )
         cells = [f"{np.mean(t.hits[c]):.2f} (n={len(t.hits[c])})" for c in scenario.conditions]
         print(f"| {m.name} | {fpr} | " + " | ".join(cells) + " |")
 
@@ -482,9 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
 
         threadpool_limits(1)
+        for pool in (p for p in threadpool_info() if p["user_api"] == "blas"):
+            print(
+                f"BLAS: {pool['internal_api']} {pool['version']} ({pool.get('architecture')}), "
+                f"{pool['num_threads']} thread(s), numpy {np.__version__}"
+            )
     except ImportError:
         pass
     started = time.perf_counter()
