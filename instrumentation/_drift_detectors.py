@@ -124,7 +124,7 @@ def _as_window(window: FloatArray | Float32Array) -> Float32Array:
 class _MeanAndScale(Detector):
     """Base of ``mean_shift`` and ``mmd_rff``: a whitened mean part and a scale part on features.
 
-    ``features`` maps rows to the space the parts work in (the identity for ``mean_shift``).
+    ``_features`` maps rows to the space the parts work in (the identity for ``mean_shift``).
     The whitening is fitted on ``fit_fraction`` of the reference and both parts are calibrated
     on the rest (see ``WhitenedMeanPart``): calibrating on the fitted rows would make every real
     window look drifted. Scale part: |mean log variance ratio| over ``n_projections`` random

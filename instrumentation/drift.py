@@ -51,7 +51,8 @@ def build_monitors(
 ) -> dict[str, DriftMonitor]:
     """One calibrated monitor per module of ``profile``, ready for ``instrument(..., drift=...)``.
 
-    ``detector_options`` go to the detector (e.g. ``n_boot``, ``n_projections``, ``n_features``).
+    ``detector_options`` go to the detector (e.g. ``n_boot``, ``fit_fraction``, ``n_projections``
+    and ``n_features`` for ``mean_shift``/``mmd_rff``, ``n_bins`` for ``ks``).
 
     Returns:
         ``{module path: DriftMonitor}`` pooling like the profile was captured.
