@@ -105,6 +105,11 @@ class AlertmanagerAlert(_Request):
         return AlertIn.model_validate(self.model_dump())
 
 
+MAX_ALERTS_PER_WEBHOOK = 1_000
+"""Alerts accepted in one webhook call; set Alertmanager's ``max_alerts`` to this (groups of mmgov
+alerts hold one alert per serving instance, far fewer)."""
+
+
 class AlertmanagerWebhook(_Request):
     """Alertmanager's webhook payload, version 4."""
 
@@ -117,7 +122,7 @@ class AlertmanagerWebhook(_Request):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
-    alerts: list[AlertmanagerAlert] = Field(max_length=10_000)
+    alerts: list[AlertmanagerAlert] = Field(max_length=MAX_ALERTS_PER_WEBHOOK)
 
 
 class ModelPublic(ModelInfo):

@@ -37,10 +37,22 @@ def _info(session: Session, row: Incident) -> IncidentInfo:
     )
 
 
+_Links = dict[tuple[str | None, str], tuple[Model | None, ModelVersion | None]]
+
+
 def _link(
-    session: Session, actor: Actor, alert: AlertIn
+    session: Session, actor: Actor, alert: AlertIn, cache: _Links
 ) -> tuple[Model | None, ModelVersion | None]:
     """Find the model and version the alert's labels name, if the actor may see them."""
+    key = (alert.labels.get("model"), alert.labels.get("version", ""))
+    if key not in cache:
+        cache[key] = _find(session, actor, alert)
+    return cache[key]
+
+
+def _find(
+    session: Session, actor: Actor, alert: AlertIn
+) -> tuple[Model | None, ModelVersion | None]:
     name = alert.labels.get("model")
     model = session.scalars(select(Model).where(Model.name == name)).one_or_none() if name else None
     if model is None or not can_see(session, actor, model):
@@ -66,14 +78,14 @@ def _open(session: Session, fingerprint: str) -> Incident | None:
     ).first()
 
 
-def _record(session: Session, actor: Actor, alert: AlertIn) -> Incident | None:
+def _record(session: Session, actor: Actor, alert: AlertIn, links: _Links) -> Incident | None:
     current = _open(session, alert.fingerprint)
     now = utcnow()
     if alert.status == "firing":
         if current is not None:
             current.annotations, current.updated_at = dict(alert.annotations), now
             return current
-        model, version = _link(session, actor, alert)
+        model, version = _link(session, actor, alert, links)
         incident = Incident(
             fingerprint=alert.fingerprint,
             status="open",
@@ -135,7 +147,8 @@ def record_alerts(db: Database, actor: Actor, alerts: list[AlertIn]) -> list[Inc
     require_writer(actor)
 
     def work(session: Session) -> list[IncidentInfo]:
-        touched = [_record(session, actor, alert) for alert in alerts]
+        links: _Links = {}  # one webhook's alerts usually name one model version
+        touched = [_record(session, actor, alert, links) for alert in alerts]
         return [_info(session, i) for i in touched if i is not None]
 
     return db.write(work)

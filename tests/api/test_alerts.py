@@ -6,6 +6,7 @@ import copy
 
 from fastapi.testclient import TestClient
 
+from registry.api.schemas import MAX_ALERTS_PER_WEBHOOK
 from tests.api.conftest import ALERTS_TOKEN, Registry, remote_version_body
 
 V1 = "/api/v1"
@@ -84,3 +85,22 @@ class TestWebhook:
         """The payload schema forbids fields outside Alertmanager's format."""
         r = _post(client, {**FIRING, "extra": 1}, ALERTS_TOKEN)
         assert r.status_code == 422
+
+    def test_many_alerts_share_links_and_too_many_are_refused(
+        self, client: TestClient, registry_db: Registry
+    ):
+        """1,000 alerts of one version open 1,000 linked incidents; 1,001 get 422, none written."""
+        _setup(client, registry_db)
+        alert = FIRING["alerts"][0]
+        payload = {**FIRING, "alerts": [
+            {**alert, "fingerprint": f"{i:016x}"} for i in range(MAX_ALERTS_PER_WEBHOOK + 1)
+        ]}
+        r = _post(client, payload, ALERTS_TOKEN)
+        assert r.status_code == 422
+        assert client.get(f"{V1}/incidents", headers=registry_db.headers("admin")).json() == []
+        payload["alerts"] = payload["alerts"][:MAX_ALERTS_PER_WEBHOOK]
+        r = _post(client, payload, ALERTS_TOKEN)
+        assert r.status_code == 200, r.text
+        incidents = client.get(f"{V1}/incidents?model=mm", headers=registry_db.headers("admin"))
+        assert len(incidents.json()) == MAX_ALERTS_PER_WEBHOOK
+        assert {(i["version"], i["module"]) for i in incidents.json()} == {(1, "text_encoder")}
