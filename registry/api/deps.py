@@ -11,11 +11,12 @@ import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from registry import service
 from registry.api.settings import ApiSettings
@@ -68,13 +69,15 @@ class TokenCache:
             self._entries[key] = (time.monotonic() + self.ttl, actor)
 
 
-def get_db(request: Request) -> Database:
+# Dependencies are `async def` where they never block: FastAPI runs a sync dependency in the
+# threadpool, one hop (~0.2-0.4 ms here) per dependency per request on the polled paths.
+async def get_db(request: Request) -> Database:
     """Return the app's database."""
     db: Database = request.app.state.db
     return db
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     """Return the app's settings."""
     settings: ApiSettings = request.app.state.settings
     return settings
@@ -88,8 +91,8 @@ def _bearer(request: Request) -> str:
     return secret.strip()
 
 
-def _authenticate(request: Request) -> Actor:
-    settings = get_settings(request)
+async def _authenticate(request: Request) -> Actor:
+    settings: ApiSettings = request.app.state.settings
     if settings.no_auth:
         return LOCAL_ADMIN
     secret = _bearer(request)
@@ -97,14 +100,16 @@ def _authenticate(request: Request) -> Actor:
     key = hashlib.sha256(secret.encode()).hexdigest()
     actor = cache.get(key)
     if actor is None:
-        actor = service.authenticate(get_db(request), secret)
+        # A cache miss queries the database: off the event loop, like a sync route.
+        db: Database = request.app.state.db
+        actor = await run_in_threadpool(service.authenticate, db, secret)
         cache.put(key, actor)
     return actor
 
 
-def _at_least(role: str) -> Callable[[Request], Actor]:
-    def dependency(request: Request) -> Actor:
-        actor = _authenticate(request)
+def _at_least(role: str) -> Callable[[Request], Awaitable[Actor]]:
+    async def dependency(request: Request) -> Actor:
+        actor = await _authenticate(request)
         if _RANK[actor.role] < _RANK[role]:
             raise PermissionDenied(f"{actor.name} is a {actor.role}; this needs a {role}")
         return actor
@@ -112,11 +117,11 @@ def _at_least(role: str) -> Callable[[Request], Actor]:
     return dependency
 
 
-def _public() -> None:
+async def _public() -> None:
     return None
 
 
-def _alerts(request: Request) -> Actor:
+async def _alerts(request: Request) -> Actor:
     expected = request.app.state.alerts_secret
     if expected is None:
         raise Unauthenticated("the alerts webhook is disabled: set MMGOV_ALERTS_TOKEN")
