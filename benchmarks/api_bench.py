@@ -3,9 +3,15 @@
 Run: ``.venv/bin/python benchmarks/api_bench.py [--requests N] [--threads T] [--cap SECONDS]``.
 
 Starts `mmgov serve` itself (1 and 4 workers, temp SQLite database) on loopback, then drives it
-with keep-alive httpx clients in threads: a fixed number of requests, stopped early at a time cap.
-Prints p50/p99 latency and requests/s for ``GET …/aliases/production`` (fresh body, and the
-cheap ``If-None-Match`` → 304 poll) and ``POST …/versions`` (distinct configs, so each one writes).
+with keep-alive httpx clients: a fixed number of requests, stopped early at a time cap. Each call
+is measured twice: its latency with one client (requests one after the other: p50/p99), and its
+throughput with ``--threads`` clients at once (req/s; the p50 there includes queueing). Calls:
+``GET …/aliases/production`` (fresh body, and the cheap ``If-None-Match`` → 304 poll) and
+``POST …/versions`` (distinct configs, so each one writes).
+
+The floor is measured in the same run, the same way: the smallest ASGI app
+(``benchmarks/_floor_app.py``) under uvicorn with the same event loop and HTTP parser, so the
+client, the loopback and the server cost on this machine are in the table next to mmgov.
 
 MLflow's ``GET /api/2.0/mlflow/registered-models/alias`` is measured the same way when
 ``mlflow`` is importable. It is not a dependency of mmgov; install it in a separate venv::
@@ -103,18 +109,27 @@ def load(
     }
 
 
-def _row(name: str, r: dict[str, float]) -> str:
-    return (f"| {name} | {r['n']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} "
-            f"| {r['errors']:.0f} |")
+def measure(
+    name: str, base: str, call: Callable[[httpx.Client, int], httpx.Response], *, requests: int,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Latency with one client, then throughput with ``args.threads``: two table rows."""
+    rows = []
+    for threads in dict.fromkeys((1, args.threads)):
+        r = load(base, call, requests=requests, threads=threads, cap=args.cap)
+        rows.append(
+            f"| {name} | {threads} | {r['n']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['rps']:.0f} | {r['errors']:.0f} |"
+        )
+    return rows
 
 
-def bench_mmgov(workers: int, args: argparse.Namespace, tmp: Path) -> list[str]:
+def bench_mmgov(workers: int, args: argparse.Namespace, tmp: Path) -> Iterator[str]:
     """Measure one `mmgov serve --workers N` on a fresh SQLite database."""
     url = f"sqlite:///{tmp / f'bench-{workers}.db'}"
     secret = _setup(url)
     auth = {"Authorization": f"Bearer {secret}"}
     path = "/api/v1/models/mm/aliases/production"
-    rows = []
     with serve(url, workers=workers) as (base, _proc):
         etag = httpx.get(base + path, headers=auth).headers["etag"]
 
@@ -124,22 +139,51 @@ def bench_mmgov(workers: int, args: argparse.Namespace, tmp: Path) -> list[str]:
         def poll(c: httpx.Client, _i: int) -> httpx.Response:
             return c.get(path, headers={**auth, "If-None-Match": etag})
 
-        offset = [1000 * workers]
+        written = iter(range(1000 * workers, 10**9))
 
         def register(c: httpx.Client, i: int) -> httpx.Response:
             if i < 0:
                 return c.get("/healthz")
             return c.post("/api/v1/models/mm/versions", headers=auth,
-                          json=remote_version_body(offset[0] + i))
+                          json=remote_version_body(next(written)))
 
-        common = {"threads": args.threads, "cap": args.cap}
-        rows.append(_row(f"mmgov {workers}w resolve alias (200)",
-                         load(base, resolve, requests=args.requests, **common)))
-        rows.append(_row(f"mmgov {workers}w resolve alias (304)",
-                         load(base, poll, requests=args.requests, **common)))
-        rows.append(_row(f"mmgov {workers}w register version",
-                         load(base, register, requests=args.writes, **common)))
-    return rows
+        yield from measure(f"mmgov {workers}w resolve alias (200)", base, resolve,
+                           requests=args.requests, args=args)
+        yield from measure(f"mmgov {workers}w resolve alias (304)", base, poll,
+                           requests=args.requests, args=args)
+        yield from measure(f"mmgov {workers}w register version", base, register,
+                           requests=args.writes, args=args)
+
+
+def bench_floor(args: argparse.Namespace) -> list[str]:
+    """Measure the smallest ASGI app under uvicorn (one worker): the machine's floor."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "benchmarks._floor_app:app", "--app-dir", str(ROOT),
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--loop", "uvloop", "--http", "httptools"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the floor app did not start") from None
+                time.sleep(0.1)  # poll interval of the bounded readiness loop
+
+        def get(c: httpx.Client, _i: int) -> httpx.Response:
+            return c.get("/")
+
+        return measure("floor: bare ASGI app, uvicorn 1w", base, get, requests=args.requests,
+                       args=args)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 @contextmanager
@@ -180,8 +224,8 @@ def bench_mlflow(workers: int, args: argparse.Namespace, tmp: Path) -> list[str]
             return c.get(f"{api}/registered-models/alias",
                          params={"name": "mm", "alias": "production"})
 
-        result = load(base, resolve, requests=args.requests, threads=args.threads, cap=args.cap)
-        return [_row(f"MLflow {workers}w get-by-alias", result)]
+        return measure(f"MLflow {workers}w get-by-alias", base, resolve,
+                       requests=args.requests, args=args)
 
 
 def main() -> None:
@@ -195,10 +239,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     tmp = Path(tempfile.mkdtemp(prefix="mmgov-bench-"))
-    print(f"{os.cpu_count()} CPUs; {args.threads} keep-alive client threads on loopback\n")
-    print("| measurement | requests | p50 ms | p99 ms | req/s | 5xx |")
-    print("|---|---|---|---|---|---|")
+    print(f"{os.cpu_count()} CPUs; keep-alive httpx clients on loopback; 1 client = latency, "
+          f"{args.threads} clients = throughput\n")
+    print("| measurement | clients | requests | p50 ms | p99 ms | req/s | 5xx |")
+    print("|---|---|---|---|---|---|---|")
     try:
+        for row in bench_floor(args):
+            print(row, flush=True)
         for workers in args.workers:
             for row in bench_mmgov(workers, args, tmp):
                 print(row, flush=True)

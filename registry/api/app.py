@@ -92,10 +92,11 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
     app.state.registry_collector = collector
 
     install_problem_handlers(app)
+    # Routes match in order: the alias routes serving processes poll go first.
     for router in (
+        aliases.router,
         models.router,
         versions.router,
-        aliases.router,
         references.router,
         audit.router,
         alerts.router,

@@ -12,7 +12,7 @@ import hmac
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -23,6 +23,8 @@ from registry.api.settings import ApiSettings
 from registry.db import Database
 from registry.errors import PermissionDenied, Unauthenticated
 from registry.schemas import Actor
+
+T = TypeVar("T")
 
 LOCAL_ADMIN = Actor(name="local", team=None, role="admin")
 """Who every request acts as under `mmgov serve --no-auth` (loopback only)."""
@@ -81,6 +83,21 @@ async def get_settings(request: Request) -> ApiSettings:
     """Return the app's settings."""
     settings: ApiSettings = request.app.state.settings
     return settings
+
+
+async def run_read(db: Database, read: Callable[..., T], /, *args: Any) -> T:
+    """Run a short read on the event loop on SQLite, in the threadpool on PostgreSQL.
+
+    A SQLite read is an in-process call of ~0.1 ms that WAL mode never makes wait for a writer,
+    cheaper than the thread hop (~0.1-0.3 ms here) that would carry it off the loop; a
+    PostgreSQL read waits on the network, so it must not hold the loop. For the polled paths.
+
+    Returns:
+        What ``read`` returns.
+    """
+    if db.dialect == "sqlite":
+        return read(*args)
+    return await run_in_threadpool(read, *args)
 
 
 def _bearer(request: Request) -> str:
@@ -186,4 +203,5 @@ __all__ = [
     "get_db",
     "get_settings",
     "rule_of",
+    "run_read",
 ]

@@ -8,7 +8,7 @@ import json
 from fastapi import APIRouter, Request, Response
 
 from registry import service
-from registry.api.deps import ActorDep, DbDep, MaintainerDep
+from registry.api.deps import ActorDep, DbDep, MaintainerDep, run_read
 from registry.api.routers._params import AliasName, ModelName
 from registry.api.schemas import AliasPublic, AliasUpdate, ResolvedAliasPublic, RollbackRequest
 from registry.schemas import ResolvedAlias
@@ -41,11 +41,11 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     response_model=ResolvedAliasPublic,
     responses={304: {"description": "Not modified: the If-None-Match ETag is current"}},
 )
-def resolve_alias(
+async def resolve_alias(
     name: ModelName, alias: AliasName, request: Request, db: DbDep, actor: ActorDep
 ) -> Response:
     """Return the version an alias serves; send If-None-Match to get a bodiless 304."""
-    resolved = lookup_alias(db, actor, name, alias)
+    resolved = await run_read(db, lookup_alias, db, actor, name, alias)
     etag = _etag(resolved)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _matches(request.headers.get("if-none-match"), etag):

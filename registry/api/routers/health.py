@@ -13,7 +13,7 @@ router = APIRouter(tags=["health"], dependencies=[PUBLIC])
 
 
 @router.get("/healthz", response_model=HealthPublic)
-def healthz() -> HealthPublic:
+async def healthz() -> HealthPublic:
     """The process is up."""
     return HealthPublic(status="ok")
 
