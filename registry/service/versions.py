@@ -15,6 +15,7 @@ from registry.models import Model, ModelVersion, Team, utcnow
 from registry.schemas import Actor, ModelInfo, Page, RegisterResult, VersionInfo
 from registry.service._common import (
     VERSION_COLUMNS,
+    LockedModel,
     check_limit,
     check_slug,
     is_visible,
@@ -33,6 +34,9 @@ _LATEST = select(*VERSION_COLUMNS).where(
     ModelVersion.model_id == bindparam("model_id"), ModelVersion.version == bindparam("version")
 )
 """The latest version: ``next_version`` is the last number handed out."""
+_LATEST_IDENTITY = select(ModelVersion.config_hash, ModelVersion.weights_sha256).where(
+    ModelVersion.model_id == bindparam("model_id"), ModelVersion.version == bindparam("version")
+)
 _ALLOCATE = (
     update(Model)
     .where(Model.id == bindparam("model_id"))
@@ -40,6 +44,27 @@ _ALLOCATE = (
     .returning(Model.next_version)
 )
 _INSERT_VERSION = insert(ModelVersion)
+_LOCK_WITH_LATEST = (
+    select(
+        Model.id,
+        Model.next_version,
+        Team.name.label("team"),
+        ModelVersion.config_hash,
+        ModelVersion.weights_sha256,
+    )
+    .select_from(Model)
+    .outerjoin(Team, Team.id == Model.team_id)
+    .outerjoin(
+        ModelVersion,
+        (ModelVersion.model_id == Model.id) & (ModelVersion.version == Model.next_version),
+    )
+    .where(Model.name == bindparam("model"))
+)
+"""SQLite only: `lock_model` and the latest version's identity in one statement.
+
+Safe there because the write transaction began with BEGIN IMMEDIATE, so no other writer runs
+until it ends. Not on PostgreSQL: a statement that waited for the row lock would join the
+snapshot of ``model_versions`` from before the other writer committed (see `lock_model`)."""
 # Registration runs module-level statements on a Core connection: building ORM
 # statements and flushing a unit of work per call cost more than the SQL itself.
 
@@ -130,6 +155,31 @@ def list_models(db: Database, actor: Actor) -> list[ModelInfo]:
         return [model_info(session, m) for m in session.scalars(query)]
 
 
+def _lock_with_latest(
+    conn: Connection, model: str
+) -> tuple[LockedModel | None, tuple[str, str] | None]:
+    """Lock model ``model``; return it and its latest version's (config hash, weights sha256).
+
+    Returns:
+        ``(None, None)`` for an unknown model, ``(model, None)`` for one with no versions yet.
+    """
+    if conn.dialect.name == "sqlite":
+        row = conn.execute(_LOCK_WITH_LATEST, {"model": model}).one_or_none()
+        if row is None:
+            return None, None
+        locked = LockedModel(row.id, row.next_version, row.team)
+        if row.config_hash is None:
+            return locked, None
+        return locked, (row.config_hash, row.weights_sha256)
+    found = lock_model(conn, model)
+    if found is None:
+        return None, None
+    latest = conn.execute(
+        _LATEST_IDENTITY, {"model_id": found.id, "version": found.next_version}
+    ).one_or_none()
+    return found, None if latest is None else (latest.config_hash, latest.weights_sha256)
+
+
 def register_version(
     db: Database,
     actor: Actor,
@@ -157,22 +207,16 @@ def register_version(
     owner = _owner_team(actor, team)
 
     def work(conn: Connection) -> RegisterResult:
-        found = lock_model(conn, model)
+        found, latest = _lock_with_latest(conn, model)
         if found is None:
             _insert_model(conn, actor, model, owner, "")
-            found = lock_model(conn, model)
+            found, latest = _lock_with_latest(conn, model)
         if found is None or not is_visible(actor, found.team):
             raise NotFound(f"model {model!r} not found")
-        latest = conn.execute(
-            _LATEST, {"model_id": found.id, "version": found.next_version}
-        ).one_or_none()
-        if (
-            latest is not None
-            and latest.config_hash == config.hash
-            and latest.weights_sha256 == weights.sha256
-        ):
-            return RegisterResult(version=version_from_row(model, latest), created=False)
-        parent = latest.version if latest is not None else None
+        if latest == (config.hash, weights.sha256):
+            same = conn.execute(_LATEST, {"model_id": found.id, "version": found.next_version})
+            return RegisterResult(version=version_from_row(model, same.one()), created=False)
+        parent = found.next_version if latest is not None else None
         number = conn.execute(_ALLOCATE, {"model_id": found.id}).scalar_one()
         values = {
             "model_id": found.id,

@@ -61,8 +61,30 @@ class TestSqlitePragmas:
                 assert s.scalar(text("PRAGMA journal_mode")) == "wal"
                 assert s.scalar(text("PRAGMA foreign_keys")) == 1
                 assert s.scalar(text("PRAGMA busy_timeout")) == dbmod.SQLITE_BUSY_TIMEOUT_MS
+                assert s.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
         finally:
             database.dispose()
+
+    def test_synchronous_full_from_the_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """MMGOV_SQLITE_SYNCHRONOUS=full makes every connection sync each commit."""
+        monkeypatch.setenv(dbmod.SQLITE_SYNCHRONOUS_ENV, "full")
+        database = dbmod.open_database(f"sqlite:///{tmp_path / 'full.db'}")
+        try:
+            with database.read() as s:
+                assert s.scalar(text("PRAGMA synchronous")) == 2  # FULL
+        finally:
+            database.dispose()
+
+    def test_bad_synchronous_value_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Any value but NORMAL or FULL fails naming the variable, and creates no file."""
+        monkeypatch.setenv(dbmod.SQLITE_SYNCHRONOUS_ENV, "OFF")
+        with pytest.raises(InvalidInput, match="MMGOV_SQLITE_SYNCHRONOUS must be NORMAL or FULL"):
+            dbmod.Database(f"sqlite:///{tmp_path / 'sub' / 'off.db'}")
+        assert not (tmp_path / "sub").exists()
 
     def test_foreign_keys_enforced(self, tmp_path: Path) -> None:
         """A version pointing at a missing model is refused (foreign_keys=ON)."""

@@ -63,6 +63,7 @@ class TestRegistryBench:
         assert "in-process on sqlite" in output
         assert "issue 2's figures" in output
         assert ("register", "40") in _first_cells(output)
+        assert ("register (synchronous=FULL)", "40") in _first_cells(output)
 
     def test_mlflow_without_its_python_is_explained(
         self, bench: ModuleType, tmp_path: Path
