@@ -17,7 +17,7 @@ MLflow's ``GET /api/2.0/mlflow/registered-models/alias`` is measured the same wa
 ``mlflow`` is importable. It is not a dependency of mmgov; install it in a separate venv::
 
     python -m venv /tmp/mlflow-cmp && /tmp/mlflow-cmp/bin/pip install -c constraints.txt \
-        -e . mlflow
+        -e . mlflow pytest
     /tmp/mlflow-cmp/bin/python benchmarks/api_bench.py
 """
 
