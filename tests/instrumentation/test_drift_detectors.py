@@ -227,3 +227,72 @@ class TestCalibrationNumerics:
             expected = np.quantile(draws, 1.0 - alpha)
             got = scaled_chi2_quantile(float(weights.sum()), float((weights**2).sum()), alpha)
             assert got == pytest.approx(expected, rel=0.02)
+
+    def test_student_t_quantile_matches_scipy(self) -> None:
+        """The expansion is within 0.1 % of scipy's t quantile at the tail levels the parts use."""
+        from scipy.stats import t
+
+        from instrumentation._drift_calibration import student_t_quantile
+
+        for p in (0.975, 0.9873, 0.995):
+            for dof in (5.0, 12.0, 60.0, 500.0):
+                assert student_t_quantile(p, dof) == pytest.approx(t.ppf(p, dof), rel=1e-3)
+
+    def test_quantile_variance_predicts_the_spread_of_the_quantile(self) -> None:
+        """The delta-method variance of the two-trace quantile matches its spread over samples."""
+        from instrumentation._drift_calibration import (
+            covariance_traces,
+            quantile_variance,
+            scaled_chi2_quantile,
+        )
+
+        rng = np.random.default_rng(3)
+
+        def heavy(n: int) -> np.ndarray:  # multivariate t with 6 dof: a common random scale
+            return rng.standard_normal((n, 30)) * np.sqrt(6.0 / rng.chisquare(6.0, (n, 1)))
+
+        draws = [heavy(200) for _ in range(300)]
+        quantiles = [scaled_chi2_quantile(*covariance_traces(y), 0.025) for y in draws]
+        predicted = np.mean([quantile_variance(y, 0.025) for y in draws])
+        assert predicted == pytest.approx(np.var(quantiles), rel=0.25)
+        gaussian = rng.standard_normal((200, 30))
+        assert quantile_variance(gaussian, 0.025) < 0.25 * predicted
+
+
+def _heavy_tailed(rng: np.random.Generator, mixing: np.ndarray, n: int) -> np.ndarray:
+    """Rows of a multivariate t with 5 dof: squared norms with a long right tail."""
+    z = rng.standard_normal((n, mixing.shape[0])) * np.sqrt(5.0 / rng.chisquare(5.0, (n, 1)))
+    return z @ mixing.T
+
+
+class TestHeavyTailedCalibration:
+    def test_mean_part_false_alarms_stay_nominal(self) -> None:
+        """Mean part of mean_shift on t(5) rows: 6,000 windows over 600 references near 2.53 %.
+
+        The quantile of the part comes from traces estimated on 200 held-out rows; their error
+        used to raise the part's rate to 3.7-3.9 % here. The tolerance is 3.5 binomial standard
+        errors of 6,000 windows (0.7 points); 10 windows per reference barely correlate.
+        """
+        from instrumentation._drift_calibration import per_part_rate
+
+        _, mixing = _source(5)
+        nominal = per_part_rate(0.05, 2)
+        flags = []
+        for i in range(600):
+            rng = np.random.default_rng([3, i])
+            reference = _heavy_tailed(rng, mixing, N_REF)
+            detector = create_detector("mean_shift", reference, window=WINDOW, n_boot=20, seed=i)
+            flags += [
+                detector.score(_heavy_tailed(rng, mixing, WINDOW)).detail["mean"] > 1.0
+                for _ in range(10)
+            ]
+        se = np.sqrt(nominal * (1.0 - nominal) / len(flags))
+        assert abs(np.mean(flags) - nominal) < 3.5 * se
+
+    def test_scale_part_counts_the_degrees_of_freedom_of_its_spread(self) -> None:
+        """Near h for 24 independent Gaussian directions (2h / (2 + 12/24)), few for t(5) rows."""
+        from instrumentation._drift_parts import _variance_dof
+
+        rng = np.random.default_rng(5)
+        assert 320 < _variance_dof(rng.standard_normal((500, D))) < 480
+        assert _variance_dof(_heavy_tailed(rng, np.eye(D), 500)) < 120
