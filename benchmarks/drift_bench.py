@@ -23,9 +23,16 @@ sklearn's digits through the reference model's image encoder (class-prior change
 noise); MiniLM text embeddings of caption pairs (topic change to finance). For every data set
 several references are drawn independently (real data: disjoint random splits of the pool) and
 each detector is calibrated on each; the false-alarm rate is the mean over references of the
-share of null windows flagged, with the spread over references, because a test calibrated for
-5 % marginally still alarms more or less often with one given reference (its mean is off by its
-own sampling error). Shifted windows are drawn per reference too. Every detector sees the same
+share of null windows flagged, and its standard error is taken over references (clustered by
+reference), because a test calibrated for 5 % marginally still alarms more or less often with
+one given reference (its mean is off by its own sampling error). Real data come from finite
+pools: the 500-row windows of one reference are drawn from the 797 digits (3,000 captions) left
+after it, so they overlap heavily and all share that reference's luck; those data sets get
+hundreds of references with few windows each. A finite pool also widens the null a little
+against an endless stream: its covariance is a sample covariance of the pool, whose squared
+eigenvalues sum to more than the population's by about ``E||y||^4 / N`` (measured on Gaussian
+data, a pool of 1,797 rows raises the nominal 2.5 % of the mean part to 3.5 %), so real-data
+rates read somewhat high. Shifted windows are drawn per reference too. Every detector sees the same
 windows; the slow ones see a prefix of them (the counts are printed). CPU time is single-thread
 (BLAS and torch pinned to one thread before they load) and measured per check with
 ``time.thread_time``.
@@ -51,22 +58,40 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from instrumentation._drift_calibration import per_part_rate  # noqa: E402
 from instrumentation.drift import DETECTORS, DriftMonitor, create_detector  # noqa: E402
 
 N_REF = 1000
 WINDOW = 500
 Sampler = Callable[[np.random.Generator], np.ndarray]
-Flag = Callable[[np.ndarray], bool]
+# A verdict, and for our detectors the parts of the score (mean / scale) on the score's scale.
+Flag = Callable[[np.ndarray], tuple[bool, dict[str, float]]]
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How many references a method is calibrated on and windows it scores per reference."""
+    """How many references a method is calibrated on and windows it scores per reference.
+
+    ``refs`` x ``null_per_ref`` for endless (synthetic) data; ``pool_refs`` x ``pool_per_ref``
+    for finite pools, whose windows of one reference are strongly correlated.
+    """
 
     refs: int
     null_per_ref: int
     shift_refs: int
     shift_per_ref: int
+    pool_refs: int = 0
+    pool_per_ref: int = 0
+
+    def null_design(self, finite_pool: bool) -> tuple[int, int]:
+        """References and null windows per reference for a data set.
+
+        Returns:
+            ``(refs, windows per reference)``.
+        """
+        if finite_pool and self.pool_refs:
+            return self.pool_refs, self.pool_per_ref
+        return self.refs, self.null_per_ref
 
 
 @dataclass
@@ -98,12 +123,19 @@ class Scenario:
     dim: int
     conditions: tuple[str, ...]
     draw: Callable[[np.random.Generator], Draw]
+    finite_pool: bool = False
 
 
 def _ours(name: str) -> Callable[[np.ndarray], Flag]:
     def build(reference: np.ndarray) -> Flag:
         detector = create_detector(name, reference, window=WINDOW)
-        return lambda window: detector.score(window).score > 1.0
+
+        def flag(window: np.ndarray) -> tuple[bool, dict[str, float]]:
+            result = detector.score(window)
+            parts = {k: float(v) for k, v in result.detail.items() if k in ("mean", "scale")}
+            return result.score > 1.0, parts
+
+        return flag
 
     return build
 
@@ -114,7 +146,10 @@ def _alibi(kind: str) -> Callable[[np.ndarray], Flag]:
 
         cls = MMDDrift if kind == "mmd" else LSDDDrift
         cd = cls(reference.astype(np.float32), backend="pytorch", p_val=0.05, n_permutations=100)
-        return lambda window: bool(cd.predict(window.astype(np.float32))["data"]["is_drift"])
+        return lambda window: (
+            bool(cd.predict(window.astype(np.float32))["data"]["is_drift"]),
+            {},
+        )
 
     return build
 
@@ -137,10 +172,10 @@ def _evidently(kind: str) -> Callable[[np.ndarray], Flag]:
         cols = [f"e{i}" for i in range(reference.shape[1])]
         ref_df = pd.DataFrame(reference, columns=cols)
 
-        def flag(window: np.ndarray) -> bool:
+        def flag(window: np.ndarray) -> tuple[bool, dict[str, float]]:
             # The model method adds a target column to the frames it is given: pass copies.
             _, drifted, _ = method(pd.DataFrame(window, columns=cols), ref_df.copy())
-            return bool(drifted)
+            return bool(drifted), {}
 
         return flag
 
@@ -185,14 +220,15 @@ def methods(external: bool, quick: bool) -> list[Method]:
         The methods to run, ours first.
     """
     if quick:
-        ours = Budget(refs=4, null_per_ref=40, shift_refs=2, shift_per_ref=5)
+        ours = Budget(4, 40, 2, 5, pool_refs=20, pool_per_ref=4)
         cheap = Budget(refs=2, null_per_ref=20, shift_refs=2, shift_per_ref=5)
         slow = Budget(refs=1, null_per_ref=4, shift_refs=1, shift_per_ref=2)
         slower = slow
     else:
-        # Many references: with a finite pool (797 digits left after a reference) the windows
-        # of one reference overlap heavily, so the false-alarm rate varies mostly by reference.
-        ours = Budget(refs=40, null_per_ref=50, shift_refs=4, shift_per_ref=5)
+        # Finite pools (797 digits left after a reference): the windows of one reference overlap
+        # heavily, so the false-alarm rate varies mostly by reference; hundreds of references
+        # with 4 windows each give a standard error of about 0.7 points (synthetic: 0.6).
+        ours = Budget(160, 12, 4, 5, pool_refs=500, pool_per_ref=4)
         cheap = Budget(refs=10, null_per_ref=20, shift_refs=4, shift_per_ref=5)
         slow = Budget(refs=2, null_per_ref=10, shift_refs=2, shift_per_ref=3)
         slower = Budget(refs=2, null_per_ref=5, shift_refs=2, shift_per_ref=1)
@@ -305,7 +341,7 @@ def real_scenarios(quick: bool, seed: int) -> Iterator[Scenario]:
         return Draw(clean[ref], _subset(clean[rest]), shifted)
 
     digit_conditions = ("class prior 3:1", *(f"pixel noise σ={sd:g}/255" for sd in noisy))
-    yield Scenario("digits (image encoder, d=384)", 384, digit_conditions, draw_digits)
+    yield Scenario("digits (image encoder, d=384)", 384, digit_conditions, draw_digits, True)
 
     def pairs(topic: str, n: int) -> list[str]:
         lines = mm.load_texts(topic)
@@ -336,9 +372,8 @@ def real_scenarios(quick: bool, seed: int) -> Iterator[Scenario]:
         shifted = {f"topic: {p:.0%} finance": _mix(rest, finance, p) for p in (0.1, 0.3)}
         return Draw(ref, _subset(rest), shifted)
 
-    yield Scenario(
-        "texts (MiniLM, d=384)", 384, ("topic: 10% finance", "topic: 30% finance"), draw_texts
-    )
+    text_conditions = ("topic: 10% finance", "topic: 30% finance")
+    yield Scenario("texts (MiniLM, d=384)", 384, text_conditions, draw_texts, True)
 
 
 def timed(fn: Callable[[], Any], into: list[float]) -> Any:
@@ -359,6 +394,7 @@ class Tally:
 
     fpr: list[float] = field(default_factory=list)
     null_windows: int = 0
+    part_fpr: dict[str, list[float]] = field(default_factory=dict)
     hits: dict[str, list[bool]] = field(default_factory=dict)
 
 
@@ -369,22 +405,28 @@ def run_scenario(scenario: Scenario, all_methods: list[Method], seed: int) -> di
         ``{method name: Tally}``.
     """
     tallies = {m.name: Tally(hits={c: [] for c in scenario.conditions}) for m in all_methods}
-    n_refs = max(m.budget.refs for m in all_methods)
+    design = {m.name: m.budget.null_design(scenario.finite_pool) for m in all_methods}
+    n_refs = max(refs for refs, _ in design.values())
     for r in range(n_refs):
         rng = np.random.default_rng([seed, scenario.dim, len(scenario.name), r])
         drawn = scenario.draw(rng)
-        active = [m for m in all_methods if r < m.budget.refs]
+        active = [m for m in all_methods if r < design[m.name][0]]
         flags: dict[str, Flag] = {}
         for m in active:
             into = m.calib_s.setdefault(scenario.dim, [])
             flags[m.name] = timed(lambda m=m, ref=drawn.reference: m.build(ref), into)
-        windows = [drawn.null(rng) for _ in range(max(m.budget.null_per_ref for m in active))]
+        windows = [drawn.null(rng) for _ in range(max(design[m.name][1] for m in active))]
         for m in active:
             into = m.check_s.setdefault(scenario.dim, [])
             flag = flags[m.name]
-            hits = [timed(lambda w=w, f=flag: f(w), into) for w in windows[: m.budget.null_per_ref]]
-            tallies[m.name].fpr.append(float(np.mean(hits)))
-            tallies[m.name].null_windows += len(hits)
+            per_ref = design[m.name][1]
+            verdicts = [timed(lambda w=w, f=flag: f(w), into) for w in windows[:per_ref]]
+            tally = tallies[m.name]
+            tally.fpr.append(float(np.mean([hit for hit, _ in verdicts])))
+            tally.null_windows += len(verdicts)
+            for part in verdicts[0][1]:
+                rate = float(np.mean([parts[part] > 1.0 for _, parts in verdicts]))
+                tally.part_fpr.setdefault(part, []).append(rate)
         shifting = [m for m in active if r < m.budget.shift_refs]
         if not shifting:
             continue
@@ -393,7 +435,9 @@ def run_scenario(scenario: Scenario, all_methods: list[Method], seed: int) -> di
             windows = [drawn.shifted[cond](rng) for _ in range(k)]
             for m in shifting:
                 flag = flags[m.name]
-                tallies[m.name].hits[cond] += [flag(w) for w in windows[: m.budget.shift_per_ref]]
+                tallies[m.name].hits[cond] += [
+                    flag(w)[0] for w in windows[: m.budget.shift_per_ref]
+                ]
     return tallies
 
 
@@ -401,19 +445,34 @@ def print_table(scenario: Scenario, tallies: dict[str, Tally], all_methods: list
     """Print one markdown table: methods as rows, FPR and conditions as columns."""
     print(f"\n### {scenario.name} (share of windows flagged; n = windows)\n")
     head = " | ".join(scenario.conditions)
-    print(f"| method | FPR mean ± se (sd over refs) [min–max], refs × windows | {head} |")
-    print("|---|---|" + "---|" * len(scenario.conditions))
+    print(
+        "| method | FPR mean ± se over refs, refs × windows | parts: mean / scale (nominal "
+        f"{per_part_rate(0.05, 2):.3f}) | {head} |"
+    )
+    print("|---|---|---|" + "---|" * len(scenario.conditions))
     for m in all_methods:
         t = tallies[m.name]
-        f = np.array(t.fpr)
-        per_ref = t.null_windows // len(f)
-        se = f.std(ddof=1) / np.sqrt(len(f)) if len(f) > 1 else float("nan")
-        fpr = (
-            f"{f.mean():.3f} ± {se:.3f} ({f.std():.3f}) [{f.min():.2f}–{f.max():.2f}], "
-            f"{len(f)} × {per_ref}"
+        mean, se = fpr_and_se(t.fpr)
+        fpr = f"{mean:.3f} ± {se:.3f}, {len(t.fpr)} × {t.null_windows // len(t.fpr)}"
+        parts = (
+            " / ".join(
+                f"{fpr_and_se(v)[0]:.3f} ± {fpr_and_se(v)[1]:.3f}" for v in t.part_fpr.values()
+            )
+            or "–"
         )
         cells = [f"{np.mean(t.hits[c]):.2f} (n={len(t.hits[c])})" for c in scenario.conditions]
-        print(f"| {m.name} | {fpr} | " + " | ".join(cells) + " |")
+        print(f"| {m.name} | {fpr} | {parts} | " + " | ".join(cells) + " |")
+
+
+def fpr_and_se(per_ref: list[float]) -> tuple[float, float]:
+    """Mean false-alarm rate over references and its standard error clustered by reference.
+
+    Returns:
+        ``(mean, standard error)``; the error is NaN for a single reference.
+    """
+    f = np.array(per_ref)
+    se = float(f.std(ddof=1) / np.sqrt(len(f))) if len(f) > 1 else float("nan")
+    return float(f.mean()), se
 
 
 def goals(
@@ -422,12 +481,14 @@ def goals(
     """Print the issue's goals against the measurements, one line each."""
     print("\n### Goals (issue 6)\n")
     for m in (m for m in all_methods if m.ours):
-        fprs = [(s.name, float(np.mean(t[m.name].fpr))) for s, t in results]
-        off = [f"{n} {v:.3f}" for n, v in fprs if abs(v - 0.05) > 0.02]
-        print(
-            f"- {m.name}: FPR within 0.05 ± 0.02 on every data set: "
-            + ("yes" if not off else "no (" + "; ".join(off) + ")")
-        )
+        fprs = [(s.name, *fpr_and_se(t[m.name].fpr)) for s, t in results]
+        off = [f"{n} {v:.3f} ± {se:.3f}" for n, v, se in fprs if abs(v - 0.05) > 0.02]
+        # Outside by more than two standard errors: the miss is not sampling noise.
+        sure = [f"{n} {v:.3f} ± {se:.3f}" for n, v, se in fprs if abs(v - 0.05) - 0.02 > 2 * se]
+        verdict = "yes" if not off else "no (" + "; ".join(off) + ")"
+        if off and not sure:
+            verdict = "within two standard errors (" + "; ".join(off) + ")"
+        print(f"- {m.name}: FPR within 0.05 ± 0.02 on every data set: {verdict}")
         alibi = [a for a in all_methods if a.name.startswith("alibi")]
         if alibi:
             worse = []
@@ -505,11 +566,18 @@ def main(argv: list[str] | None = None) -> int:
     dims = [384] if args.quick else [384, 768]
     all_methods = methods(not args.no_external, args.quick)
     print(f"reference n={N_REF}, window={WINDOW}, nominal false-alarm rate 0.05 per window")
-    print("\n| method | references | null windows / ref | shifted: refs × windows |")
+    print(
+        "\n| method | null: refs × windows (synthetic) | null: refs × windows (finite pools) "
+        "| shifted: refs × windows |"
+    )
     print("|---|---|---|---|")
     for m in all_methods:
         b = m.budget
-        print(f"| {m.name} | {b.refs} | {b.null_per_ref} | {b.shift_refs} × {b.shift_per_ref} |")
+        pool = "{} × {}".format(*b.null_design(True))
+        print(
+            f"| {m.name} | {b.refs} × {b.null_per_ref} | {pool} | "
+            f"{b.shift_refs} × {b.shift_per_ref} |"
+        )
     print(
         "\nSlow comparisons score fewer windows (a prefix of the same ones) to keep the run "
         "near 20 minutes on 2 cores; their rates are correspondingly coarse."
