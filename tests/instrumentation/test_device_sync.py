@@ -14,28 +14,12 @@ from typing import Any
 import pytest
 import torch
 from prometheus_client import CollectorRegistry
-from torch.overrides import TorchFunctionMode
 
 from instrumentation import instrument
+from tests.instrumentation._host_reads import HostReads
 from tests.instrumentation._models import TinyMultimodal
 
 SAMPLE_EVERY = 5
-
-
-class HostReads(TorchFunctionMode):
-    """Counts the tensor methods that copy device data to the host."""
-
-    READS = ("cpu", "numpy", "item", "tolist", "__bool__", "__float__", "__int__", "nonzero")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        name = getattr(func, "__name__", "")
-        if name in self.READS:
-            self.calls.append(name)
-        return func(*args, **(kwargs or {}))
 
 
 def _own_errors(registry: CollectorRegistry) -> float:

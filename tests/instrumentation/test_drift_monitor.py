@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from structlog.testing import capture_logs
-from torch.overrides import TorchFunctionMode
 
 from instrumentation import _drift_pooling
 from instrumentation.drift import Detector as BaseDetector
@@ -20,6 +19,7 @@ from instrumentation.drift import (
     build_monitors,
     create_detector,
 )
+from tests.instrumentation._host_reads import HostReads
 
 D = 8
 
@@ -136,22 +136,6 @@ class TestBadInput:
             _monitor(reference, **kwargs)
 
 
-class _SyncCounter(TorchFunctionMode):
-    """Records every tensor method that reads device data on the host."""
-
-    SYNCING = ("cpu", "numpy", "item", "tolist", "__bool__", "nonzero", "__array__")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        name = getattr(func, "__name__", "")
-        if name in self.SYNCING:
-            self.calls.append(name)
-        return func(*args, **(kwargs or {}))
-
-
 class TestDevicePath:
     def test_meta_tensors_never_reach_the_host_before_window_close(
         self, reference: np.ndarray
@@ -177,7 +161,7 @@ class TestDevicePath:
         rows[12, 1] = float("nan")
         per_call: list[list[str]] = []
         for start in range(0, 15, 3):
-            with _SyncCounter() as counter:
+            with HostReads() as counter:
                 monitor.observe(rows[start : start + 3])
             per_call.append(counter.calls)
         assert per_call[:3] == [[], [], []]

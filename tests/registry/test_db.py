@@ -52,30 +52,34 @@ class TestOpenDatabase:
             dbmod.Database("sqlite://")
 
 
+def _pragmas(path: Path, *names: str) -> dict[str, object]:
+    """Open a new SQLite database at ``path`` and read the named pragmas on a pooled connection."""
+    database = dbmod.open_database(f"sqlite:///{path}")
+    try:
+        with database.read() as s:
+            return {name: s.scalar(text(f"PRAGMA {name}")) for name in names}
+    finally:
+        database.dispose()
+
+
 class TestSqlitePragmas:
     def test_wal_foreign_keys_busy_timeout(self, tmp_path: Path) -> None:
-        """Connections run in WAL mode with foreign keys on and a busy timeout."""
-        database = dbmod.open_database(f"sqlite:///{tmp_path / 'p.db'}")
-        try:
-            with database.read() as s:
-                assert s.scalar(text("PRAGMA journal_mode")) == "wal"
-                assert s.scalar(text("PRAGMA foreign_keys")) == 1
-                assert s.scalar(text("PRAGMA busy_timeout")) == dbmod.SQLITE_BUSY_TIMEOUT_MS
-                assert s.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
-        finally:
-            database.dispose()
+        """Connections run in WAL mode with foreign keys on, a busy timeout, synchronous NORMAL."""
+        assert _pragmas(
+            tmp_path / "p.db", "journal_mode", "foreign_keys", "busy_timeout", "synchronous"
+        ) == {
+            "journal_mode": "wal",
+            "foreign_keys": 1,
+            "busy_timeout": dbmod.SQLITE_BUSY_TIMEOUT_MS,
+            "synchronous": 1,  # NORMAL
+        }
 
     def test_synchronous_full_from_the_environment(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """MMGOV_SQLITE_SYNCHRONOUS=full makes every connection sync each commit."""
         monkeypatch.setenv(dbmod.SQLITE_SYNCHRONOUS_ENV, "full")
-        database = dbmod.open_database(f"sqlite:///{tmp_path / 'full.db'}")
-        try:
-            with database.read() as s:
-                assert s.scalar(text("PRAGMA synchronous")) == 2  # FULL
-        finally:
-            database.dispose()
+        assert _pragmas(tmp_path / "full.db", "synchronous") == {"synchronous": 2}  # FULL
 
     def test_bad_synchronous_value_is_refused(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
