@@ -146,13 +146,16 @@ class HotCounters:
     """Latency sums and bucket counts of every module, in one plain-int list per thread.
 
     Each list has a single writer, its own thread, so the hot path adds into it without a lock
-    and counts stay exact under concurrent threads; readers add the lists up. Index 0 of each list
-    is not a counter: the hooks keep the thread's root-call mode there, so one lookup fetches both.
-    Lists of finished threads are folded into one on the next read or new thread.
+    and counts stay exact under concurrent threads; readers add the lists up. The first `CONTROL`
+    entries of each list are not counters: the hooks keep the thread's root-call state there
+    (mode, sampling countdown, a flag for state to reset), so one lookup fetches counters and
+    state. Lists of finished threads are folded into one on the next read or new thread.
     """
 
+    CONTROL = 3
+
     def __init__(self, n_modules: int) -> None:
-        self.size = 1 + n_modules * HOT_STRIDE
+        self.size = self.CONTROL + n_modules * HOT_STRIDE
         self._lock = threading.Lock()  # guards the registry of lists, never the lists themselves
         self._live: list[tuple[weakref.ref[_ThreadToken], list[int]]] = []
         self._finished = [0] * self.size
@@ -160,7 +163,7 @@ class HotCounters:
     @staticmethod
     def offset(index: int) -> int:
         """Return where module `index`'s block (latency sum, then buckets) starts in a list."""
-        return 1 + index * HOT_STRIDE
+        return HotCounters.CONTROL + index * HOT_STRIDE
 
     def for_this_thread(self) -> tuple[list[int], _ThreadToken]:
         """Return a zeroed list for the calling thread and the token to keep in its local state."""
@@ -178,7 +181,7 @@ class HotCounters:
             return len(self._live)
 
     def totals(self) -> list[int]:
-        """Return the element-wise sum over every thread, past and present (index 0 meaningless)."""
+        """Return the element-wise sum over every thread, past and present (control words too)."""
         with self._lock:
             self._fold_finished()
             total = list(self._finished)

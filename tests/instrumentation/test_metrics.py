@@ -50,7 +50,7 @@ class TestHotCounters:
             kept.append(token)
         assert counters.totals()[at] == 6
         assert counters.live_threads == 3
-        assert len(counters.totals()) == 1 + 3 * HOT_STRIDE
+        assert len(counters.totals()) == HotCounters.CONTROL + 3 * HOT_STRIDE
 
     def test_finished_threads_are_folded_and_released(self) -> None:
         """Counts of threads that ended survive; their lists are no longer held as live."""
