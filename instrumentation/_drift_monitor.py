@@ -8,13 +8,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import structlog
 
 from instrumentation._drift_calibration import Float32Array
 from instrumentation._drift_detectors import Detector
-from instrumentation._drift_pooling import POOLINGS, pool_rows
-from instrumentation._drift_ring import DeviceWindow, HostRing, Ring, ready_rows
+from instrumentation._drift_pooling import POOLINGS, pooled_copy
+from instrumentation._drift_ring import DeviceRows, RowChunks, ready_rows
 
 _log = structlog.get_logger("mmgov.drift")
 _STOP = object()
@@ -24,9 +23,10 @@ _STOP = object()
 class DriftSnapshot:
     """State of one monitor: last window's ``score`` (1.0 = threshold, None before any window).
 
-    ``windows`` scored, ``alarms`` (windows above threshold), ``samples`` accepted,
-    ``skipped_windows`` (dropped because the worker was behind), ``invalid_samples`` (wrong
-    dimension or non-finite), ``errors`` (outputs that could not be read, failed scorings),
+    ``windows`` scored, ``alarms`` (windows above threshold), ``samples`` accepted (rows of the
+    right dimension), ``skipped_windows`` (dropped because the worker was behind),
+    ``invalid_samples`` (wrong dimension when observed; non-finite rows once their window is
+    scored), ``errors`` (outputs that could not be read, failed scorings),
     ``alarm`` (last window above threshold) and the detector's ``detail`` for the last window.
     """
 
@@ -44,17 +44,17 @@ class DriftSnapshot:
 class DriftMonitor:
     """Collects one module's pooled outputs into windows and scores each full window.
 
-    ``observe`` is the only method on the forward path: it pools and copies rows into a
-    preallocated ring buffer of ``window`` rows (O(d) per sample) and never raises. Every
+    ``observe`` is the only method on the forward path and never raises: it makes a pooled
+    copy of the output with one torch op and appends it to a list (O(d) per sample). Every
     ``stride`` samples after the first ``window`` (``stride`` defaults to ``window``: tumbling
-    windows) the buffer is handed to a worker thread; if the worker is still busy with the
-    previous window the new one is skipped and counted. ``background=False`` scores on the
-    calling thread (tests, benchmarks).
+    windows) the rows are joined once and the window is handed to a worker thread; if the worker
+    is still busy with the previous window the new one is skipped and counted.
+    ``background=False`` scores on the calling thread (tests, benchmarks).
 
-    Outputs on an accelerator are pooled and buffered on their device: the forward path never
-    waits for the device (no host copy, no data-dependent branch). At window close the buffer is
-    copied on the device and the worker brings it to the host, so rows with NaN/inf from a
-    device are dropped and counted then, not per call. Host outputs are checked per call.
+    Outputs on an accelerator are pooled and kept on their device: the forward path never waits
+    for the device (no host copy, no data-dependent branch); the worker brings a closed window
+    to the host. Rows with NaN/inf are dropped and counted by the worker too, not per call, for
+    host and device outputs alike (a window with such rows is scored on the rest).
     """
 
     def __init__(
@@ -87,8 +87,8 @@ class DriftMonitor:
         self.pooling = pooling
         self.background = background
         self._on_window = on_window
-        self._ring: Ring | None = None  # host or device ring, chosen by the first rows
-        self._seen = 0  # accepted samples; the ring position is _seen % window
+        self._rows = RowChunks()
+        self._seen = 0  # accepted samples
         self._next_emit = size
         self._buffer_lock = threading.Lock()
         self._state_lock = threading.Condition()
@@ -112,58 +112,35 @@ class DriftMonitor:
     def observe(self, output: Any) -> None:
         """Add a module output (tensor ``[B, T, D]`` or ``[B, D]``, tuple, ModelOutput, array).
 
-        Rows of the wrong dimension or with NaN/inf are dropped and counted; unreadable outputs
-        are counted as errors. Never raises.
+        Rows of the wrong dimension are dropped and counted at once, rows with NaN/inf when
+        their window is scored; unreadable outputs are counted as errors. Never raises.
         """
         try:
-            rows = pool_rows(output, self.pooling)
-        except Exception:
-            with self._state_lock:
-                self._errors += 1
-            return
-        try:
-            self._accept(rows)
-        except Exception:  # a bug here must still not reach the model's forward
-            with self._state_lock:
-                self._errors += 1
-
-    def _accept(self, rows: Float32Array | Any) -> None:
-        if rows.shape[1] != self.detector.dim:
-            with self._state_lock:
-                self._invalid += rows.shape[0]
-            return
-        if isinstance(rows, np.ndarray):
-            finite = np.isfinite(rows).all(axis=1)
-            if not finite.all():
+            rows = pooled_copy(output, self.pooling)
+            n, dim = rows.shape
+            if dim != self.detector.dim:
                 with self._state_lock:
-                    self._invalid += int((~finite).sum())
-                rows = rows[finite]
-        ready: list[Any] = []
-        with self._buffer_lock:
-            if self._ring is None:
-                self._ring = (
-                    HostRing(self.window, self.detector.dim)
-                    if isinstance(rows, np.ndarray)
-                    else DeviceWindow(rows, self.window)
-                )
-            ring = self._ring
-            start = 0
-            while start < rows.shape[0]:
-                take = min(rows.shape[0] - start, self._next_emit - self._seen)
-                chunk = rows[start : start + take]
-                if take > self.window:  # only the newest `window` rows can reach a window
-                    chunk = chunk[-self.window :]
-                ring.write(self._seen + take - chunk.shape[0], chunk)
-                self._seen += take
-                start += take
-                if self._seen == self._next_emit:
-                    # Row order is irrelevant to every detector, so the ring is copied as is.
-                    ready.append(ring.snapshot())
+                    self._invalid += n
+                return
+            with self._buffer_lock:
+                seen = self._seen + n
+                self._seen = seen
+                self._rows.append(rows, seen)
+                if seen < self._next_emit:
+                    return
+                ends = []
+                while self._next_emit <= seen:
+                    ends.append(self._next_emit)
                     self._next_emit += self.stride
+                ready = self._rows.cut(ends, self.window, keep_from=self._next_emit - self.window)
+        except Exception:  # unreadable output, or a bug here: never reaches the model's forward
+            with self._state_lock:
+                self._errors += 1
+            return
         for window in ready:
             self._dispatch(window)
 
-    def _dispatch(self, window: Any) -> None:
+    def _dispatch(self, window: Float32Array | DeviceRows) -> None:
         if not self.background:
             self._score_window(window)
             return
@@ -187,7 +164,7 @@ class DriftMonitor:
                     self._pending -= 1
                     self._state_lock.notify_all()
 
-    def _score_window(self, snapshot: Any) -> None:
+    def _score_window(self, snapshot: Float32Array | DeviceRows) -> None:
         try:
             window, invalid = ready_rows(snapshot)
             if invalid:

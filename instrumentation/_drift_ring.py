@@ -1,116 +1,117 @@
-"""Ring buffers of pooled rows for drift windows: one in host memory, one on an accelerator."""
+"""The rows of recent calls, kept as the chunks they arrived in, cut into windows when one closes.
+
+A call adds its pooled copy (``_drift_pooling.pooled_copy``) to a list: no ring-buffer write, no
+finite check, nothing that waits for a device. When windows close, the chunks are joined once
+(one ``torch.cat`` on their device) and each window is a slice of that; the rows still needed
+by later windows stay as one chunk. Non-finite rows are dropped off the forward path, by
+``ready_rows`` on the scoring thread, for host and device rows alike.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from instrumentation._drift_calibration import Float32Array
-
-
-class Ring(Protocol):
-    """A preallocated ``[window, d]`` ring: ``write`` rows at a sample index, ``snapshot`` it."""
-
-    def write(self, first: int, chunk: Any) -> None:
-        """Copy ``chunk`` (at most ``window`` rows) to ring positions ``first, first + 1, ...``."""
-
-    def snapshot(self) -> Any:
-        """A copy of the whole ring for ``ready_rows`` (safe to overwrite the ring afterwards)."""
-
-
-class HostRing:
-    """Float32 ring in host memory; rows arrive already checked for NaN/inf."""
-
-    def __init__(self, window: int, dim: int) -> None:
-        self.rows = np.empty((window, dim), dtype=np.float32)
-
-    def write(self, first: int, chunk: Any) -> None:
-        """Copy ``chunk`` into the ring (a device tensor is brought to the host first)."""
-        if not isinstance(chunk, np.ndarray):  # a device tensor into a host ring: mixed inputs
-            chunk = chunk.cpu().numpy()
-        _ring_copy(self.rows, first, chunk)
-
-    def snapshot(self) -> Float32Array:
-        """A copy of the rows.
-
-        Returns:
-            ``[window, d]`` float32 array.
-        """
-        return self.rows.copy()
+from instrumentation._drift_pooling import on_host
 
 
 @dataclass(frozen=True)
-class DeviceSnapshot:
-    """A device-side copy of a full ring, its finite-row mask, and (CUDA) the copy's event."""
+class DeviceRows:
+    """A window's rows still on their device, and (CUDA) an event recorded after they were made."""
 
     rows: Any
-    finite: Any
     event: Any = None
 
 
-class DeviceWindow:
-    """Float32 ring on the device of the first rows, plus a per-row finite mask.
+class RowChunks:
+    """Pooled rows of consecutive samples, in arrival chunks, from sample index ``first`` on."""
 
-    Writing enqueues device copies only; nothing waits for the device. ``snapshot`` copies the
-    ring on the device and, on CUDA, records an event on the current stream so that the worker
-    thread can wait for exactly that copy before bringing it to the host.
-    """
+    def __init__(self) -> None:
+        self.chunks: list[Any] = []
+        self.first = 0  # sample index of the first row kept
+        self.end = 0  # sample index after the last row kept
 
-    def __init__(self, like: Any, window: int) -> None:
-        import torch  # only reached with a torch tensor in hand
+    def append(self, chunk: Any, end: int) -> None:
+        """Add the rows of samples ``end - len(chunk) .. end - 1``; rows before ``first`` go."""
+        start = end - chunk.shape[0]
+        if start < self.first:  # rows no window will hold (a stride longer than the window)
+            if end <= self.first:
+                self.end = end
+                return
+            chunk = chunk[self.first - start :]
+        if not self.chunks:
+            self.first = end - chunk.shape[0]
+        self.chunks.append(chunk)
+        self.end = end
 
-        self._torch = torch
-        self.rows = like.new_empty((window, like.shape[1]), dtype=torch.float32)
-        self.finite = like.new_empty((window,), dtype=torch.bool)
-
-    def write(self, first: int, chunk: Any) -> None:
-        """Copy ``chunk`` (a tensor or host array) into the ring with device-side copies."""
-        if isinstance(chunk, np.ndarray):
-            chunk = self._torch.from_numpy(chunk).to(self.rows.device)
-        elif chunk.device != self.rows.device:
-            chunk = chunk.to(self.rows.device, non_blocking=True)
-        _ring_copy(self.rows, first, chunk)
-        _ring_copy(self.finite, first, self._torch.isfinite(chunk).all(dim=1))
-
-    def snapshot(self) -> DeviceSnapshot:
-        """Device copies of the ring and its mask.
+    def cut(self, ends: list[int], size: int, keep_from: int) -> list[Float32Array | DeviceRows]:
+        """Return the ``size``-row windows ending at each of ``ends``; keep rows from ``keep_from``.
 
         Returns:
-            A ``DeviceSnapshot`` for ``ready_rows``.
+            One window per end: host float32 rows, or ``DeviceRows`` for rows on an accelerator.
         """
-        event = None
-        if self.rows.device.type == "cuda":
-            event = self._torch.cuda.Event()  # type: ignore[no-untyped-call]  # torch stub
-        snap = DeviceSnapshot(self.rows.clone(), self.finite.clone(), event)
-        if event is not None:
-            event.record()
-        return snap
+        rows = _join(self.chunks)
+        base = self.first
+        windows = [_window(rows[max(e - size - base, 0) : e - base]) for e in ends]
+        if keep_from >= self.end:
+            self.chunks, self.first = [], keep_from
+        else:
+            cut_at = max(keep_from - base, 0)
+            self.chunks, self.first = [rows[cut_at:]], base + cut_at
+        return windows
 
 
-def _ring_copy(buffer: Any, first: int, chunk: Any) -> None:
-    size = buffer.shape[0]
-    pos = first % size
-    k = chunk.shape[0]
-    head = min(k, size - pos)
-    buffer[pos : pos + head] = chunk[:head]
-    if k > head:
-        buffer[: k - head] = chunk[head:]
+def _join(chunks: list[Any]) -> Any:
+    if len(chunks) == 1:
+        return chunks[0]
+    if all(isinstance(c, np.ndarray) for c in chunks):
+        return np.concatenate(chunks)
+    if not any(isinstance(c, np.ndarray) for c in chunks):
+        torch = sys.modules["torch"]  # tensors are in hand, so torch is imported
+        try:
+            return torch.cat(chunks)
+        except (RuntimeError, TypeError):  # tensors on several devices
+            pass
+    # Mixed inputs: everything to the host (this waits for a device; outputs of one module
+    # normally come from one device and never get here).
+    return np.concatenate([_host(c) for c in chunks])
 
 
-def ready_rows(snapshot: Float32Array | DeviceSnapshot) -> tuple[Float32Array, int]:
-    """Host rows of a ring snapshot without its non-finite rows (waits for the device).
+def _host(rows: Any) -> Float32Array:
+    if isinstance(rows, np.ndarray):
+        return rows.astype(np.float32, copy=False)
+    return np.asarray(rows.float().cpu().numpy(), dtype=np.float32)
+
+
+def _window(rows: Any) -> Float32Array | DeviceRows:
+    """Package one window's rows for the scoring thread without waiting for a device."""
+    if isinstance(rows, np.ndarray) or on_host(rows):
+        return _host(rows)
+    event = None
+    if rows.device.type == "cuda":
+        torch = sys.modules["torch"]
+        event = torch.cuda.Event()
+        event.record()
+    return DeviceRows(rows, event)
+
+
+def ready_rows(window: Float32Array | DeviceRows) -> tuple[Float32Array, int]:
+    """Host rows of a window without its non-finite rows (waits for the device).
 
     Returns:
         ``(rows [m, d] float32, number of rows dropped as NaN/inf)``.
     """
-    if isinstance(snapshot, np.ndarray):
-        return snapshot, 0
-    if snapshot.event is not None:
-        snapshot.event.synchronize()
-    rows: Float32Array = snapshot.rows.cpu().numpy()
-    finite = snapshot.finite.cpu().numpy()
+    if isinstance(window, DeviceRows):
+        if window.event is not None:
+            window.event.synchronize()
+        rows = _host(window.rows)
+    else:
+        rows = window
+    finite = np.isfinite(rows).all(axis=1)
     if finite.all():
         return rows, 0
     return rows[finite], int((~finite).sum())

@@ -290,8 +290,9 @@ class Instrumentation:
         fastest = bounds[0]
         latency_sum = HotCounters.offset(slot.index)
         first_bucket = latency_sum + 1
-        on_error, observe = self._on_error, self._observe
+        on_error, own_error = self._on_error, self._own_error
         monitor = self._drift.get(slot.path)
+        observe = None if monitor is None else monitor.observe
         full = self._full_path(slot, original, monitor)
 
         def forward(*args: Any, **kwargs: Any) -> Any:
@@ -313,8 +314,11 @@ class Instrumentation:
                 if elapsed > bounds[i]:
                     i += 1
                 hot[first_bucket + i] += 1
-            if monitor is not None:
-                observe(slot, monitor, out)
+            if observe is not None:
+                try:
+                    observe(out)
+                except Exception as exc:
+                    own_error(slot, "drift_observe", exc)
             return out
 
         _copy_identity(forward, original)

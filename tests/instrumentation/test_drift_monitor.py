@@ -9,7 +9,7 @@ import pytest
 import torch
 from structlog.testing import capture_logs
 
-from instrumentation import _drift_pooling
+from instrumentation import _drift_ring
 from instrumentation.drift import Detector as BaseDetector
 from instrumentation.drift import (
     DetectorResult,
@@ -90,6 +90,21 @@ class TestWindows:
         assert monitor.snapshot().windows == 2
         assert sorted(map(tuple, detector.windows[1])) == sorted(map(tuple, rows[25:35]))
 
+    def test_tensors_and_arrays_in_one_window(self, reference: np.ndarray) -> None:
+        """A window filled by tensors of two dtypes and an array holds every row, as float32."""
+        monitor, detector = _monitor(reference)
+        first = torch.randn(4, D, dtype=torch.float64)
+        second = torch.randn(3, D).to(torch.bfloat16)
+        third = np.random.default_rng(2).standard_normal((3, D))
+        for rows in (first, second, third):
+            monitor.observe(rows)
+        assert monitor.snapshot().windows == 1
+        window = detector.windows[0]
+        assert window.dtype == np.float32
+        expected = np.concatenate([first.float().numpy(), second.float().numpy(),
+                                   third.astype(np.float32)])
+        np.testing.assert_array_equal(window, expected)
+
     def test_pooling_of_token_outputs(self, reference: np.ndarray) -> None:
         """[B, T, D] outputs pool to the CLS token or the token mean; tuples use element 0."""
         hidden = torch.randn(10, 5, D)
@@ -108,7 +123,7 @@ class TestWindows:
 class TestBadInput:
     def test_observe_never_raises_and_counts(self, reference: np.ndarray) -> None:
         """Wrong dimension, NaN rows and unreadable outputs are counted, not raised."""
-        monitor, _ = _monitor(reference)
+        monitor, detector = _monitor(reference)
         monitor.observe(torch.randn(4, D + 1))
         bad = torch.randn(6, D)
         bad[1, 2] = float("nan")
@@ -119,11 +134,32 @@ class TestBadInput:
         monitor.observe(torch.randn(2, 2, 2, 2))
         monitor.observe(())
         snap = monitor.snapshot()
-        assert snap.invalid_samples == 4 + 2
-        assert snap.samples == 4
+        assert snap.invalid_samples == 4  # the wrong dimension, at once
+        assert snap.samples == 6
         assert snap.errors == 4
         assert snap.windows == 0
         assert snap.score is None
+        # Non-finite rows are dropped off the forward path, when their window is scored.
+        good = np.random.default_rng(1).standard_normal((4, D))
+        monitor.observe(good)
+        snap = monitor.snapshot()
+        assert (snap.samples, snap.windows, snap.invalid_samples) == (10, 1, 4 + 2)
+        kept = [0, 2, 3, 5]
+        expected = np.concatenate([bad.numpy()[kept], good.astype(np.float32)])
+        np.testing.assert_array_equal(detector.windows[0], expected)
+
+    def test_later_in_place_changes_to_an_output_are_not_seen(
+        self, reference: np.ndarray
+    ) -> None:
+        """The monitor keeps a copy: a caller changing its output afterwards changes no window."""
+        monitor, detector = _monitor(reference, window=4)
+        hidden = torch.randn(4, 3, D)
+        expected = hidden[:, 0].clone().numpy()
+        monitor.observe(hidden[:2])
+        hidden.mul_(100)
+        monitor.observe(hidden[2:] / 100)
+        np.testing.assert_array_equal(detector.windows[0][:2], expected[:2])
+        np.testing.assert_allclose(detector.windows[0][2:], expected[2:], rtol=1e-6)
 
     @pytest.mark.parametrize(
         ("kwargs", "message"), [({"stride": 0}, "stride"), ({"pooling": "max"}, "pooling")]
@@ -155,7 +191,7 @@ class TestDevicePath:
         self, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Via the device path only window close reads tensors; rows and NaN drops are right."""
-        monkeypatch.setattr(_drift_pooling, "on_host", lambda tensor: False)
+        monkeypatch.setattr(_drift_ring, "on_host", lambda tensor: False)
         monitor, detector = _monitor(reference, stride=5)
         rows = torch.arange(15 * D, dtype=torch.float64).reshape(15, D)
         rows[12, 1] = float("nan")
@@ -165,7 +201,7 @@ class TestDevicePath:
                 monitor.observe(rows[start : start + 3])
             per_call.append(counter.calls)
         assert per_call[:3] == [[], [], []]
-        at_close = ["cpu", "cpu", "numpy", "numpy"]  # rows and finite mask, then host views
+        at_close = ["cpu", "numpy"]  # the window's rows, once
         assert sorted(per_call[3]) == at_close  # window 1 closes at sample 10
         assert sorted(per_call[4]) == at_close  # window 2 closes at sample 15
         assert monitor.snapshot().windows == 2
