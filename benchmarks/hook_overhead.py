@@ -1,6 +1,10 @@
 """Overhead of mmgov instrumentation on the reference model: paired bare/instrumented forwards.
 
-Run: `.venv/bin/python benchmarks/hook_overhead.py [--pairs N] [--threads T]`. Bare and
+Run: `.venv/bin/python benchmarks/hook_overhead.py [--pairs N] [--threads T]`. Profiles: the
+default one is what serving attaches (the top-level encoders and fusion, sampled statistics as
+`configs/model.yaml` sets them, and drift monitors on both encoders built from a reference
+profile captured from the model, scoring windows on their worker threads); full depth instruments
+every module, without drift. Bare and
 instrumented forwards of the same model object run interleaved (alternating which goes first; the
 bare one has the wrappers lifted off for the moment); the overhead is the median of the paired
 differences, as a percentage of the median bare forward and as µs per instrumented module call.
@@ -30,8 +34,11 @@ sys.path.insert(0, str(REPO))
 
 from examples.multimodal import build_model, load_config  # noqa: E402
 from instrumentation import instrument  # noqa: E402
+from instrumentation.drift import DriftMonitor, build_monitors, capture_reference  # noqa: E402
 
 PROFILES: dict[str, list[str] | None] = {"default": None, "full-depth": ["**"]}
+DRIFT_MODULES = ("image_encoder", "text_encoder")  # what the demo and serving monitor
+REFERENCE_SAMPLES = 1000
 # (batch, seq, pairs multiplier): the small shape is ~8x cheaper, so it affords 4x the pairs.
 SHAPES = ((8, 64, 1), (1, 16, 4))
 
@@ -70,6 +77,23 @@ def wrappers_lifted(model: torch.nn.Module, keep: set[int]) -> Iterator[None]:
             module.__dict__["forward"] = forward
 
 
+def drift_monitors(model: torch.nn.Module, config: dict[str, Any]) -> dict[str, DriftMonitor]:
+    """Calibrated monitors for both encoders, as serving builds them from `monitoring:`."""
+    monitoring = config.get("monitoring") or {}
+    with torch.inference_mode():
+        reference = capture_reference(
+            model, [make_batch(config, 50, 16) for _ in range(REFERENCE_SAMPLES // 50)],
+            modules=list(DRIFT_MODULES), pooling=str(monitoring.get("pooling", "cls")),
+        )
+    window = int(monitoring.get("window", 500))
+    return build_monitors(
+        reference, detector=str(monitoring.get("drift_detector", "mean_shift")), window=window,
+        stride=int(monitoring.get("stride", window)),
+        false_alarm_rate=float(monitoring.get("false_alarm_rate", 0.05)),
+        model_name="bench", version=1,
+    )
+
+
 def measure(
     model: torch.nn.Module, config: dict[str, Any], profile: list[str] | None,
     batch: int, seq: int, pairs: int,
@@ -78,13 +102,17 @@ def measure(
     registry = CollectorRegistry()
     inputs = make_batch(config, batch, seq)
     keep = {id(m) for m in model.modules() if "forward" in m.__dict__}
+    default = profile is None
+    monitors = drift_monitors(model, config) if default else {}
+    sample_every = int((config.get("monitoring") or {}).get("sample_every", 100))
 
     def bare() -> tuple[int, int]:
         with wrappers_lifted(model, keep):
             return timed(model, inputs)
 
     with instrument(model, model_name="bench", version=1, modules=profile,
-                    prometheus_registry=registry) as handle, torch.inference_mode():
+                    prometheus_registry=registry, drift=monitors,
+                    sample_every=sample_every) as handle, torch.inference_mode():
         for _ in range(3):  # warm-up both
             bare()
             timed(model, inputs)
@@ -102,6 +130,9 @@ def measure(
             bare_wall.append(b[1])
             cpu_diffs.append(t[0] - b[0])
             wall_diffs.append(t[1] - b[1])
+    drift_samples = sum(m.snapshot().samples for m in monitors.values())
+    for monitor in monitors.values():
+        monitor.close()
     base_cpu, base_wall = statistics.median(bare_cpu), statistics.median(bare_wall)
     diff = statistics.median(cpu_diffs)
     low, high = _bootstrap_median(cpu_diffs)
@@ -115,6 +146,7 @@ def measure(
         "calls": calls_per_forward,
         "modules": len(handle.modules),
         "pairs": pairs,
+        "drift_samples": drift_samples,
     }
 
 
@@ -138,7 +170,7 @@ GOALS = {("default", 8): "≤0.5%", ("default", 1): "≤1%", ("full-depth", 1): 
 def main(argv: list[str] | None = None) -> int:
     """Measure every profile at every shape and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pairs", type=int, default=100,
+    parser.add_argument("--pairs", type=int, default=200,
                         help="paired forwards per batch-8 row (4x that at batch 1)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -149,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, {args.threads} thread(s); CPU = thread CPU time; "
           "goals: overhead as listed and ≤3 µs CPU per call\n")
     print("| profile | batch/seq | modules | calls/forward | pairs | bare CPU ms "
-          "| CPU overhead % [95% CI] | goal | µs CPU/call | wall overhead % |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| CPU overhead % [95% CI] | goal | µs CPU/call | wall overhead % | drift samples |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, profile in PROFILES.items():
         for batch, seq, more in SHAPES:
             r = measure(model, config, profile, batch, seq, args.pairs * more)
@@ -158,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['bare_ms']:.2f} | {r['overhead_pct']:+.2f} "
                   f"[{r['ci_low_pct']:+.2f}, {r['ci_high_pct']:+.2f}] | "
                   f"{GOALS.get((name, batch), '—')} | {r['us_per_call']:+.2f} | "
-                  f"{r['wall_overhead_pct']:+.2f} |", flush=True)
+                  f"{r['wall_overhead_pct']:+.2f} | {r['drift_samples']} |", flush=True)
     return 0
 
 
