@@ -609,9 +609,10 @@ def instrument(
 
     `modules=None` selects the top-level children; names or glob patterns (`"**"` = every
     submodule) select others. Metrics go to `prometheus_registry` (the default registry when
-    None and not in multiprocess mode). `multiprocess=None` follows `PROMETHEUS_MULTIPROC_DIR`.
-    `drift` maps instrumented module paths to monitors whose `observe(output)` is called on every
-    call of that module.
+    None and not in multiprocess mode). Output statistics are sampled on every `sample_every`-th
+    forward of each thread (its first included). `multiprocess=None` follows
+    `PROMETHEUS_MULTIPROC_DIR`. `drift` maps instrumented module paths to monitors whose
+    `observe(output)` is called on every call of that module.
 
     Returns:
         The handle; `detach()` (or leaving its `with` block) removes everything.
