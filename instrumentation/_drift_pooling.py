@@ -41,36 +41,7 @@ def on_host(tensor: Any) -> bool:
     return bool(tensor.device.type == "cpu")
 
 
-def pool_rows(output: Any, pooling: str) -> Float32Array | Any:
-    """Pool a module output to one float32 row per sample, without leaving the output's device.
-
-    Token outputs ``[B, T, D]`` pool to token 0 (``cls``) or the token mean (``mean``). Tensors
-    are detached; one on an accelerator stays there (the result is a ``[B, d]`` float32 tensor
-    on that device, and nothing here waits for the device). Host tensors and arrays become a
-    float32 numpy array (a view where possible). Torch is never imported here: tensors are
-    recognised by ``detach``.
-
-    Returns:
-        ``[B, d]`` rows: a numpy array for host data, a device tensor otherwise (a ``[d]``
-        output is one sample).
-
-    Raises:
-        ValueError: no tensor found, or a rank other than 1, 2 or 3.
-    """
-    value = primary_output(output)
-    if value is None:
-        raise ValueError("module output holds no tensor")
-    if hasattr(value, "detach"):
-        value = value.detach()
-        if value.ndim == 3:
-            value = value[:, 0] if pooling == "cls" else value.float().mean(dim=1)
-        value = value.float()
-        if value.ndim == 1:
-            value = value[None]
-        if value.ndim != 2:
-            raise ValueError(f"expected an output of rank 1, 2 or 3, got rank {value.ndim}")
-        return value.numpy() if on_host(value) else value
-    array = np.asarray(value, dtype=np.float32)
+def _pool_array(array: Float32Array, pooling: str) -> Float32Array:
     if array.ndim == 3:
         array = array[:, 0] if pooling == "cls" else array.mean(axis=1)
     if array.ndim == 1:
@@ -114,7 +85,7 @@ def pooled_copy(output: Any, pooling: str) -> Float32Array | Any:
         if ndim == 1:
             return value.reshape(1, -1).clone()
         raise ValueError(f"expected an output of rank 1, 2 or 3, got rank {ndim}")
-    return np.array(pool_rows(value, pooling), dtype=np.float32)
+    return np.array(_pool_array(np.asarray(value, dtype=np.float32), pooling))
 
 
 def pool_output(output: Any, pooling: str) -> FloatArray:
@@ -124,9 +95,9 @@ def pool_output(output: Any, pooling: str) -> FloatArray:
         ``[B, d]`` float64 array.
 
     Raises:
-        ValueError: as ``pool_rows``.
+        ValueError: as ``pooled_copy``.
     """
-    rows = pool_rows(output, pooling)
+    rows = pooled_copy(output, pooling)
     if not isinstance(rows, np.ndarray):
-        rows = rows.cpu().numpy()
+        rows = rows.float().cpu().numpy()
     return np.asarray(rows, dtype=np.float64)
