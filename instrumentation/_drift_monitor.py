@@ -13,7 +13,7 @@ import structlog
 from instrumentation._drift_calibration import Float32Array
 from instrumentation._drift_detectors import Detector
 from instrumentation._drift_pooling import POOLINGS, pooled_copy
-from instrumentation._drift_ring import DeviceRows, RowChunks, ready_rows
+from instrumentation._drift_windows import DeviceRows, RowChunks, ready_rows
 
 _log = structlog.get_logger("mmgov.drift")
 _STOP = object()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from structlog.testing import capture_logs
 
-from instrumentation import _drift_ring
+from instrumentation import _drift_windows
 from instrumentation.drift import Detector as BaseDetector
 from instrumentation.drift import (
     DetectorResult,
@@ -191,7 +191,7 @@ class TestDevicePath:
         self, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Via the device path only window close reads tensors; rows and NaN drops are right."""
-        monkeypatch.setattr(_drift_ring, "on_host", lambda tensor: False)
+        monkeypatch.setattr(_drift_windows, "on_host", lambda tensor: False)
         monitor, detector = _monitor(reference, stride=5)
         rows = torch.arange(15 * D, dtype=torch.float64).reshape(15, D)
         rows[12, 1] = float("nan")
