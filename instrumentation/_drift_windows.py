@@ -27,6 +27,10 @@ class DeviceRows:
     event: Any = None
 
 
+MAX_CHUNKS = 256
+"""Chunks kept before they are joined into one: bounds the objects a long window holds."""
+
+
 class RowChunks:
     """Pooled rows of consecutive samples, in arrival chunks, from sample index ``first`` on."""
 
@@ -45,6 +49,8 @@ class RowChunks:
             chunk = chunk[self.first - start :]
         if not self.chunks:
             self.first = end - chunk.shape[0]
+        elif len(self.chunks) >= MAX_CHUNKS:  # one join per MAX_CHUNKS calls
+            self.chunks = [_join(self.chunks)]
         self.chunks.append(chunk)
         self.end = end
 

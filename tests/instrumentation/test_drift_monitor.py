@@ -90,6 +90,18 @@ class TestWindows:
         assert monitor.snapshot().windows == 2
         assert sorted(map(tuple, detector.windows[1])) == sorted(map(tuple, rows[25:35]))
 
+    def test_a_long_window_of_single_rows_holds_few_objects(self, reference: np.ndarray) -> None:
+        """Chunks are joined every MAX_CHUNKS calls; the window still holds every row in order."""
+        monitor, detector = _monitor(reference, window=3 * _drift_windows.MAX_CHUNKS + 5)
+        rows = torch.randn(monitor.window, D)
+        for i, row in enumerate(rows):
+            monitor.observe(row)
+            assert len(monitor._rows.chunks) <= _drift_windows.MAX_CHUNKS
+            if i == monitor.window - 2:
+                assert detector.windows == []
+        assert monitor.snapshot().windows == 1
+        np.testing.assert_array_equal(detector.windows[0], rows.numpy())
+
     def test_tensors_and_arrays_in_one_window(self, reference: np.ndarray) -> None:
         """A window filled by tensors of two dtypes and an array holds every row, as float32."""
         monitor, detector = _monitor(reference)
