@@ -22,7 +22,10 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "MAX_URI_LENGTH",
     "REMOTE_SCHEMES",
+    "DEFAULT_GROUPING",
+    "ModuleGrouping",
     "ParsedWeightsUri",
+    "WeightsFormat",
     "WeightsInfo",
     "inspect_weights",
     "parse_weights_uri",
@@ -63,14 +66,59 @@ class ParsedWeightsUri:
         return self.scheme == "file"
 
 
+WeightsFormat = Literal["safetensors", "safetensors-sharded", "remote"]
+
+
+@dataclass(frozen=True)
+class ModuleGrouping:
+    """How tensor names are grouped into modules for per-module hashes.
+
+    ``depth`` dotted components of a tensor's name make its module (1: ``vision_model``;
+    2: ``vision_model.encoder``). ``patterns`` are globs over tensor names tried in order before
+    ``depth``; the first that matches names the group by the pattern's own text with any trailing
+    ``.*`` removed (``vision_model.encoder.*`` groups every tensor under it as
+    ``vision_model.encoder``).
+    """
+
+    depth: int = 1
+    patterns: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any] | None:
+        """Return the JSON the registry stores, or None for the default grouping."""
+        raise NotImplementedError  # filled in by the weights work (issue 11, part 3)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ModuleGrouping:
+        """Read a stored grouping (None means the default).
+
+        Raises:
+            InvalidInput: for a depth outside 1..8, too many or malformed patterns.
+        """
+        raise NotImplementedError
+
+    def module_of(self, tensor: str) -> str:
+        """Return the module a tensor name belongs to."""
+        raise NotImplementedError
+
+
+DEFAULT_GROUPING = ModuleGrouping()
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
-    """What the registry records about a version's weights."""
+    """What the registry records about a version's weights.
+
+    ``sha256`` is the file's sha256 for one safetensors file, and the manifest digest for a
+    sharded checkpoint (``shards`` then maps each shard's file name to its digest).
+    """
 
     uri: str
     sha256: str
     size_bytes: int | None
     module_hashes: dict[str, str] = field(default_factory=dict)
+    format: WeightsFormat = "remote"
+    grouping: ModuleGrouping = DEFAULT_GROUPING
+    shards: dict[str, str] = field(default_factory=dict)
 
 
 def _reject(uri: str, reason: str) -> InvalidInput:
