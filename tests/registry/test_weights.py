@@ -12,10 +12,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from registry import weights
 from registry.errors import InvalidInput
 from registry.weights import (
     CHUNK_BYTES,
+    DEFAULT_GROUPING,
+    DTYPE_BITS,
     MAX_URI_LENGTH,
+    ModuleGrouping,
     inspect_weights,
     parse_weights_uri,
 )
@@ -178,17 +182,39 @@ def _write_raw(
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
 
 
+def _small(path: Path, seed: int = 0) -> Path:
+    """Write a small real safetensors file."""
+    save_file(_tensors(seed), str(path))
+    return path
+
+
+NOT_SAFETENSORS = [
+    pytest.param("config.yaml", b"model: clip\nepochs: 3\n", "header length", id="yaml"),
+    pytest.param("config.json", b'{"model": "clip"}', "header length", id="json"),
+    pytest.param("weights.safetensors", os.urandom(4096), "header length", id="random-bytes"),
+    pytest.param("model.bin", b"", "shorter than the 8-byte", id="empty"),
+    pytest.param("x.safetensors", b"\x05\x00", "shorter than the 8-byte", id="two-bytes"),
+    pytest.param(
+        "model.pt", struct.pack("<Q", 4) + b"\xff\xfe{}", "not UTF-8 JSON", id="not-utf8"
+    ),
+]
+
+
 class TestInspectLocal:
-    def test_plain_file_checksum_and_size(self, tmp_path: Path) -> None:
-        """A non-safetensors file gets its sha256 and size and no module hashes."""
-        data = os.urandom(3 * CHUNK_BYTES + 17)  # more than one chunk, not a multiple
-        path = tmp_path / "model.bin"
+    @pytest.mark.parametrize(("name", "data", "reason"), NOT_SAFETENSORS)
+    def test_not_safetensors_refused(
+        self, tmp_path: Path, name: str, data: bytes, reason: str
+    ) -> None:
+        """A local file that does not parse as safetensors is refused, naming it and the format."""
+        path = tmp_path / name
         path.write_bytes(data)
-        info = inspect_weights(str(path))
-        assert info.sha256 == _sha(data)
-        assert info.size_bytes == len(data)
-        assert info.module_hashes == {}
-        assert info.uri == path.resolve().as_uri()
+        with pytest.raises(InvalidInput) as info:
+            inspect_weights(str(path))
+        message = info.value.detail
+        assert message.startswith(f"weights file {str(path)!r} is not a safetensors file (")
+        assert "expected a .safetensors file, a *.safetensors.index.json index" in message
+        assert reason in message
+        assert "\n" not in message
 
     def test_safetensors_module_hashes(self, tmp_path: Path) -> None:
         """A real safetensors file gets one hash per top-level prefix, by the documented formula."""
@@ -198,8 +224,17 @@ class TestInspectLocal:
         info = inspect_weights(str(path))
         assert info.sha256 == _sha(path.read_bytes())
         assert info.size_bytes == path.stat().st_size
+        assert (info.format, info.shards, info.grouping) == ("safetensors", {}, DEFAULT_GROUPING)
         assert set(info.module_hashes) == {"image_encoder", "text_encoder", "fusion_layer"}
         assert info.module_hashes == _expected_module_hashes(tensors)
+
+    def test_any_file_name(self, tmp_path: Path) -> None:
+        """A safetensors file is recognised by its content, whatever its name."""
+        save_file(_tensors(), str(tmp_path / "a.safetensors"))
+        (tmp_path / "weights.bin").write_bytes((tmp_path / "a.safetensors").read_bytes())
+        info = inspect_weights(str(tmp_path / "weights.bin"))
+        assert info.format == "safetensors"
+        assert info.module_hashes == _expected_module_hashes(_tensors())
 
     def test_tensor_across_chunks(self, tmp_path: Path) -> None:
         """Tensors that straddle 1 MiB read boundaries hash exactly their bytes."""
@@ -211,7 +246,23 @@ class TestInspectLocal:
         path = tmp_path / "big.safetensors"
         save_file(tensors, str(path))
         assert path.stat().st_size > 3 * CHUNK_BYTES
-        assert inspect_weights(str(path)).module_hashes == _expected_module_hashes(tensors)
+        info = inspect_weights(str(path))
+        assert info.module_hashes == _expected_module_hashes(tensors)
+        assert info.sha256 == _sha(path.read_bytes())
+
+    @pytest.mark.parametrize("workers", [1, 2])
+    def test_threads_do_not_change_digests(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+    ) -> None:
+        """Hashing the whole file on a second thread or inline gives the same digests."""
+        rng = np.random.default_rng(2)
+        tensors = {f"m{i}.w": rng.standard_normal(200_000 + i, dtype=np.float32) for i in range(6)}
+        path = tmp_path / "m.safetensors"
+        save_file(tensors, str(path))
+        monkeypatch.setattr(weights, "HASH_WORKERS", workers)
+        info = inspect_weights(str(path))
+        assert info.sha256 == _sha(path.read_bytes())
+        assert info.module_hashes == _expected_module_hashes(tensors)
 
     def test_one_module_changed(self, tmp_path: Path) -> None:
         """Changing one tensor changes exactly its module's hash (and the file's)."""
@@ -251,11 +302,9 @@ class TestInspectLocal:
 
     def test_sha256_checked(self, tmp_path: Path) -> None:
         """A matching sha256 (any case) is accepted; a different one is refused."""
-        path = tmp_path / "m.bin"
-        path.write_bytes(b"weights")
-        assert inspect_weights(str(path), sha256=_sha(b"weights").upper()).sha256 == _sha(
-            b"weights"
-        )
+        path = _small(tmp_path / "m.safetensors")
+        digest = _sha(path.read_bytes())
+        assert inspect_weights(str(path), sha256=digest.upper()).sha256 == digest
         with pytest.raises(InvalidInput, match="sha256 mismatch"):
             inspect_weights(str(path), sha256=_sha(b"other"))
         with pytest.raises(InvalidInput, match="64 hexadecimal"):
@@ -264,12 +313,19 @@ class TestInspectLocal:
     def test_missing_file(self, tmp_path: Path) -> None:
         """A path that does not exist is refused."""
         with pytest.raises(InvalidInput, match="does not exist"):
-            inspect_weights(str(tmp_path / "missing.bin"))
+            inspect_weights(str(tmp_path / "missing.safetensors"))
 
-    def test_directory_refused(self, tmp_path: Path) -> None:
-        """A directory is not a weights file."""
-        with pytest.raises(InvalidInput, match="not a regular file"):
+    def test_directory_without_checkpoint_refused(self, tmp_path: Path) -> None:
+        """A directory holding no index and no model.safetensors is refused, saying what fits."""
+        (tmp_path / "config.json").write_text("{}")
+        with pytest.raises(InvalidInput, match="holds no model.safetensors.index.json"):
             inspect_weights(str(tmp_path))
+
+    def test_directory_with_single_file(self, tmp_path: Path) -> None:
+        """A directory holding model.safetensors is inspected as that file."""
+        path = _small(tmp_path / "model.safetensors")
+        assert inspect_weights(str(tmp_path)) == inspect_weights(str(path))
+        assert inspect_weights(str(tmp_path)).uri == path.resolve().as_uri()
 
     def test_fifo_refused_without_blocking(self, tmp_path: Path) -> None:
         """A FIFO is refused instead of blocking on open."""
@@ -280,9 +336,8 @@ class TestInspectLocal:
 
     def test_file_uri_accepted(self, tmp_path: Path) -> None:
         """A file:// URI is inspected like the path."""
-        path = tmp_path / "a b.bin"
-        path.write_bytes(b"x")
-        assert inspect_weights(path.as_uri()).sha256 == _sha(b"x")
+        path = _small(tmp_path / "a b.safetensors")
+        assert inspect_weights(path.as_uri()) == inspect_weights(str(path))
 
 
 class TestAllowedRoots:
@@ -290,40 +345,42 @@ class TestAllowedRoots:
         """A file inside an allowed root is accepted."""
         root = tmp_path / "root"
         root.mkdir()
-        (root / "m.bin").write_bytes(b"x")
-        info = inspect_weights(str(root / "m.bin"), allowed_roots=[tmp_path / "other", root])
-        assert info.size_bytes == 1
+        path = _small(root / "m.safetensors")
+        info = inspect_weights(str(path), allowed_roots=[tmp_path / "other", root])
+        assert info.size_bytes == path.stat().st_size
 
     def test_outside_root_refused(self, tmp_path: Path) -> None:
         """A file outside every allowed root is refused."""
-        (tmp_path / "m.bin").write_bytes(b"x")
+        path = _small(tmp_path / "m.safetensors")
         with pytest.raises(InvalidInput, match="outside the allowed"):
-            inspect_weights(str(tmp_path / "m.bin"), allowed_roots=[tmp_path / "root"])
+            inspect_weights(str(path), allowed_roots=[tmp_path / "root"])
 
     def test_symlink_escaping_root_refused(self, tmp_path: Path) -> None:
         """A symlink inside the root that points outside it is refused."""
-        root, outside = tmp_path / "root", tmp_path / "secret.bin"
+        root = tmp_path / "root"
         root.mkdir()
-        outside.write_bytes(b"secret")
-        (root / "link.bin").symlink_to(outside)
+        outside = _small(tmp_path / "secret.safetensors")
+        (root / "link.safetensors").symlink_to(outside)
         with pytest.raises(InvalidInput, match="outside the allowed"):
-            inspect_weights(str(root / "link.bin"), allowed_roots=[root])
+            inspect_weights(str(root / "link.safetensors"), allowed_roots=[root])
 
     def test_symlinked_root_and_file_inside(self, tmp_path: Path) -> None:
         """Roots are resolved too; a symlink within the root is recorded by its real path."""
         real_root = tmp_path / "real"
         real_root.mkdir()
-        (real_root / "v3.bin").write_bytes(b"x")
-        (real_root / "current.bin").symlink_to(real_root / "v3.bin")
+        _small(real_root / "v3.safetensors")
+        (real_root / "current.safetensors").symlink_to(real_root / "v3.safetensors")
         (tmp_path / "alias").symlink_to(real_root)
-        info = inspect_weights(str(real_root / "current.bin"), allowed_roots=[tmp_path / "alias"])
-        assert info.uri == (real_root / "v3.bin").resolve().as_uri()
+        info = inspect_weights(
+            str(real_root / "current.safetensors"), allowed_roots=[tmp_path / "alias"]
+        )
+        assert info.uri == (real_root / "v3.safetensors").resolve().as_uri()
 
     def test_empty_roots_refuse_local(self, tmp_path: Path) -> None:
         """allowed_roots=[] refuses every local path."""
-        (tmp_path / "m.bin").write_bytes(b"x")
+        path = _small(tmp_path / "m.safetensors")
         with pytest.raises(InvalidInput, match="not accepted here"):
-            inspect_weights(str(tmp_path / "m.bin"), allowed_roots=[])
+            inspect_weights(str(path), allowed_roots=[])
 
 
 class TestInspectRemote:
@@ -342,6 +399,7 @@ class TestInspectRemote:
             None,
             {},
         )
+        assert info.format == "remote"
 
     def test_remote_bad_sha256(self) -> None:
         """A sha256 that is not 64 hex characters is refused."""
@@ -433,7 +491,7 @@ class TestMalformedSafetensors:
     ) -> None:
         """A malformed safetensors file is InvalidInput with the reason."""
         path = _header_file(tmp_path / "bad.safetensors", header, data, length)
-        with pytest.raises(InvalidInput, match=f"malformed safetensors file.*{reason}"):
+        with pytest.raises(InvalidInput, match=f"is not a safetensors file.*{reason}"):
             inspect_weights(str(path))
 
     def test_shorter_than_length_prefix(self, tmp_path: Path) -> None:
@@ -448,7 +506,7 @@ class TestMalformedSafetensors:
         path = tmp_path / "cut.safetensors"
         save_file(_tensors(), str(path))
         path.write_bytes(path.read_bytes()[:-5])
-        with pytest.raises(InvalidInput, match="malformed safetensors"):
+        with pytest.raises(InvalidInput, match=f"{path.name}' is not a safetensors file"):
             inspect_weights(str(path))
 
     def test_metadata_ignored(self, tmp_path: Path) -> None:
