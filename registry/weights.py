@@ -58,7 +58,7 @@ MAX_GROUPING_DEPTH = 8
 MAX_GROUPING_PATTERNS = 64
 MAX_PATTERN_LENGTH = 200
 
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # Every dtype the safetensors format defines, with its width in bits; others are refused.
@@ -348,7 +348,7 @@ _DEFAULT_FILE = "model.safetensors"
 
 
 def _normalise_sha256(value: str) -> str:
-    if not isinstance(value, str) or not _SHA256.match(value):
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
         raise InvalidInput("sha256 must be 64 hexadecimal characters")
     return value.lower()
 

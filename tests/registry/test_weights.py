@@ -405,10 +405,11 @@ class TestInspectRemote:
         )
         assert info.format == "remote"
 
-    def test_remote_bad_sha256(self) -> None:
-        """A sha256 that is not 64 hex characters is refused."""
+    @pytest.mark.parametrize("digest", ["z" * 64, "a" * 64 + "\n", "a" * 63, " " + "a" * 64])
+    def test_remote_bad_sha256(self, digest: str) -> None:
+        """A sha256 that is not exactly 64 hex characters is refused (a trailing newline too)."""
         with pytest.raises(InvalidInput, match="64 hexadecimal"):
-            inspect_weights("gs://bucket/m.bin", sha256="z" * 64)
+            inspect_weights("gs://bucket/m.bin", sha256=digest)
 
 
 def _header_file(path: Path, header: object, data: bytes, length: int | None = None) -> Path:
