@@ -442,7 +442,7 @@ def inspect_weights(
         real = _resolve_local(named, allowed_roots)
     else:
         named = parsed.path
-    if named.name.endswith(_INDEX_SUFFIX):
+    if real.name.endswith(_INDEX_SUFFIX):
         info = _inspect_sharded(named, real, allowed_roots, grouping)
     else:
         info = _inspect_file(real, grouping)
@@ -548,9 +548,12 @@ def _inspect_sharded(
         with _open_regular(paths[name], "weights shard") as (shard, stat_info):
             return _scan_safetensors(shard, stat_info.st_size, str(paths[name])), stat_info.st_size
 
-    workers = max(1, min(HASH_WORKERS, len(paths)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        scans = dict(zip(paths, pool.map(scan, paths), strict=True))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(HASH_WORKERS, len(paths))))
+    try:
+        futures = {name: pool.submit(scan, name) for name in paths}
+        scans = {name: future.result() for name, future in futures.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a bad shard stops the queued ones
 
     shards: dict[str, str] = {}
     tensors: list[_Tensor] = []

@@ -907,6 +907,14 @@ class TestSharded:
         with pytest.raises(InvalidInput, match="link to a file outside its directory"):
             inspect_weights(str(ckpt))
 
+    def test_index_symlink_inside_directory(self, tmp_path: Path) -> None:
+        """A link of any name to the index in the same directory is read as that index."""
+        _small(tmp_path / "s1.safetensors")
+        _write_index(tmp_path, dict.fromkeys(_tensors(), "s1.safetensors"))
+        (tmp_path / "current").symlink_to(tmp_path / INDEX)
+        info = inspect_weights(str(tmp_path / "current"))
+        assert (info.format, info.uri) == ("safetensors-sharded", (tmp_path / INDEX).as_uri())
+
     def test_hard_link_out_of_directory(self, tmp_path: Path) -> None:
         """A shard that is a hard link (its other name may lie outside) is refused."""
         outside = _small(tmp_path / "outside.safetensors")
