@@ -201,7 +201,9 @@ class WeightsInfo:
     """What the registry records about a version's weights.
 
     ``sha256`` is the file's sha256 for one safetensors file, and the manifest digest for a
-    sharded checkpoint (``shards`` then maps each shard's file name to its digest).
+    sharded checkpoint (``shards`` then maps each shard's file name to its digest); for remote
+    weights it is the caller's. ``module_hashes`` are grouped by ``grouping``. The digests are
+    defined in ``inspect_weights``.
     """
 
     uri: str
@@ -546,6 +548,11 @@ def _inspect_sharded(
 
     def scan(name: str) -> tuple[_Scan, int]:
         with _open_regular(paths[name], "weights shard") as (shard, stat_info):
+            if stat_info.st_nlink > 1:  # checked on the open file: no swap in between
+                raise InvalidInput(
+                    f"shard {name!r} named by {str(real)!r} has {stat_info.st_nlink} hard links;"
+                    " one may be outside the index's directory"
+                )
             return _scan_safetensors(shard, stat_info.st_size, str(paths[name])), stat_info.st_size
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(HASH_WORKERS, len(paths))))
@@ -626,10 +633,6 @@ def _shard_path(
         raise InvalidInput(f"{shown} is a link to a file outside the index's directory")
     if not stat.S_ISREG(info.st_mode):
         raise InvalidInput(f"{shown} is not a regular file")
-    if info.st_nlink > 1:
-        raise InvalidInput(
-            f"{shown} has {info.st_nlink} hard links; one may be outside the index's directory"
-        )
     _check_roots(real, directory / name, allowed_roots)
     return real
 
