@@ -229,11 +229,16 @@ def drift_scores(scraped: Mapping[str, Any], version: int) -> dict[str, float]:
 
 
 def _register(
-    db: dbmod.Database, name: str, config: CanonicalConfig, weights: Path, note: str
+    db: dbmod.Database,
+    name: str,
+    config: CanonicalConfig,
+    weights: Path,
+    note: str,
+    pipeline: Mapping[str, Path],
 ) -> int:
     result = service.register_version(
         db, ACTOR, model=name, config=config, weights=service.WeightsSource(uri=str(weights)),
-        note=note, team=TEAM,
+        pipeline=pipeline, note=note, team=TEAM,
     )
     if not result.created:
         raise Conflict(f"model {name!r} already has this version; use another --model name")
@@ -286,6 +291,7 @@ def run_demo(
             schema = service.set_schema(db, ACTOR, model=name, schema=config_schema(), team=TEAM,
                                         note="the reference model's schema")
             preprocess = Preprocessor.from_config(base.data)
+            pipeline = preprocess.save_pretrained(work / "pipeline")
             inputs = _Inputs(preprocess, seed=0)
             model_v1 = build_model(base.data)
             weights_v1 = save_weights(model_v1, work / "v1.safetensors")
@@ -294,7 +300,7 @@ def run_demo(
                 model_v1, reference_batches, modules=list(MONITORED),
                 pooling=str(base.data.get("monitoring", {}).get("pooling", "cls")),
             )
-            v1 = _register(db, name, base, weights_v1, "reference model")
+            v1 = _register(db, name, base, weights_v1, "reference model", pipeline)
             ref = service.attach_reference(
                 db, ACTOR, model=name, version=v1, fmt=profile_v1.FORMAT,
                 blob=profile_v1.to_bytes(), n_samples=profile_v1.n_samples,
@@ -302,8 +308,8 @@ def run_demo(
             )
             service.promote(db, ACTOR, model=name, version=v1, alias="production")
             progress.detail(f"registered {name} v{v1} config {base.hash[:12]} weights "
-                            f"{weights_v1.name}, checked against config schema "
-                            f"v{schema.version if schema else '-'}")
+                            f"{weights_v1.name} pipeline {', '.join(pipeline)}, checked against "
+                            f"config schema v{schema.version if schema else '-'}")
             progress.detail(f"reference profile: {ref.n_samples} samples × {ref.modules} "
                             f"format {ref.format} sha256 {ref.sha256[:12]}")
             progress.detail(f"production → v{v1}")
@@ -317,10 +323,12 @@ def run_demo(
             metrics_url = f"http://127.0.0.1:{metrics_server.server_port}/metrics"
             client = RegistryClient(api.url, token, prometheus_registry=registry)
             loop = ServingLoop(client, name, prometheus_registry=registry, drift_window=WINDOW,
-                               false_alarm_rate=FALSE_ALARM_RATE, sample_every=1)
+                               false_alarm_rate=FALSE_ALARM_RATE, sample_every=1,
+                               pipeline=pipeline)
             served = loop.start(interval=0.2)
             progress.detail(f"serving loop resolved production → v{served.version} through "
-                            f"the API; weights sha256 verified; metrics on {metrics_url}")
+                            f"the API; weights sha256 and pipeline files verified; metrics on "
+                            f"{metrics_url}")
         result = DemoResult(workdir=str(work), database=dbmod.safe_url(url), api_url=api.url,
                             versions=[v1])
 
@@ -333,7 +341,7 @@ def run_demo(
             weights_v2 = save_weights(model_v2, work / "v2.safetensors")
             profile_v2 = capture_reference(model_v2, reference_batches, modules=list(MONITORED),
                                            pooling=profile_v1.pooling)
-            v2 = _register(db, name, config_v2, weights_v2, "cross-attention fusion")
+            v2 = _register(db, name, config_v2, weights_v2, "cross-attention fusion", pipeline)
             service.attach_reference(
                 db, ACTOR, model=name, version=v2, fmt=profile_v2.FORMAT,
                 blob=profile_v2.to_bytes(), n_samples=profile_v2.n_samples,

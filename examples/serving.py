@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,7 +53,9 @@ class Served:
 class ServingLoop:
     """Serves whatever version ``alias`` of ``model_name`` points at, swapping when it moves.
 
-    Loading a version: resolve through the client, verify the weights' sha256, build the model
+    Loading a version: resolve through the client, verify the weights' sha256 (and, given the
+    ``pipeline`` directories this process tokenizes and preprocesses with, that they are the
+    version's recorded pipeline file for file), build the model
     from the version's config, load the weights, fetch the reference profile, build one drift
     monitor per profiled module, and instrument the model with the version identity. The new
     version is built while the old one keeps serving; the swap itself is a pointer change.
@@ -69,8 +72,10 @@ class ServingLoop:
         false_alarm_rate: float | None = None,
         sample_every: int | None = None,
         on_swap: Callable[[Served], None] | None = None,
+        pipeline: Mapping[str, Path] | None = None,
     ) -> None:
         self.client = client
+        self.pipeline = dict(pipeline) if pipeline is not None else None
         self.model_name = model_name
         self.alias = alias
         self.registry = prometheus_registry
@@ -103,11 +108,14 @@ class ServingLoop:
             The loaded version.
 
         Raises:
-            IntegrityError: weights or reference bytes do not match the registry's sha256.
+            IntegrityError: weights or reference bytes do not match the registry's sha256, or
+                the data pipeline directories this process uses differ from the version's.
             SidecarError: the reference could not be fetched.
             ValueError: the config or weights do not fit the reference model.
         """
         self.client.verify_weights(resolved.weights_path, resolved.weights_sha256)
+        if self.pipeline is not None and resolved.pipeline is not None:
+            self.client.verify_pipeline(resolved, self.pipeline)
         config: Mapping[str, Any] = resolved.config
         model = build_model(config)
         load_weights(model, resolved.weights_path)

@@ -168,19 +168,19 @@ def diff_pipeline_json(
 
 
 def _pipeline_lines(changes: PipelineChanges) -> list[str]:
-    parts = []
-    for name in sorted({*changes.changed, *changes.added, *changes.removed}):
+    changed = {*changes.changed, *changes.added, *changes.removed}
+    if not changed and not changes.components_added and not changes.components_removed:
+        return [f"pipeline: unchanged ({_names(changes.unchanged)})"]
+    lines = ["pipeline: changed"]
+    for name in sorted(changed):
         what = [f"{f} changed" for f in changes.changed.get(name, [])]
         what += [f"{f} added" for f in changes.added.get(name, [])]
         what += [f"{f} removed" for f in changes.removed.get(name, [])]
-        parts.append(f"  {name}: {', '.join(what)}")
-    parts += [f"  {name}: unchanged" for name in changes.unchanged]
-    parts += [f"  + {name} (new component)" for name in changes.components_added]
-    parts += [f"  - {name} (component removed)" for name in changes.components_removed]
-    changed = any(
-        (changes.changed, changes.added, changes.removed)
-    ) or bool(changes.components_added or changes.components_removed)
-    return [f"pipeline: {'changed' if changed else 'unchanged'}", *parts]
+        lines.append(f"  {name}: {', '.join(what)}")
+    lines += [f"  {name}: unchanged" for name in changes.unchanged]
+    lines += [f"  + {name} (new component)" for name in changes.components_added]
+    lines += [f"  - {name} (component removed)" for name in changes.components_removed]
+    return lines
 
 
 def _value(value: Any) -> str:

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-weights", type=Path, metavar="FILE.safetensors")
     parser.add_argument("--save-reference", type=Path, metavar="FILE.npz",
                         help=f"capture a reference profile of {', '.join(MONITORED)}")
+    parser.add_argument("--save-pipeline", type=Path, metavar="DIR",
+                        help="save the tokenizer and image processor (save_pretrained)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.fusion:
@@ -61,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"weights: {args.save_weights}")
     if args.save_reference:
         _save_reference(model, preprocess, config, args.save_reference)
+    if args.save_pipeline:
+        saved = preprocess.save_pretrained(args.save_pipeline)
+        print("pipeline: " + " ".join(f"{name}={path}" for name, path in saved.items()))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,20 @@ def _to_pil(image: ImageInput, index: int) -> Image.Image:
 
 class Preprocessor:
     """Turns parallel lists of images and texts into the model's input tensors."""
+
+    def save_pretrained(self, directory: Path) -> dict[str, Path]:
+        """Save the tokenizer and the image processor as transformers does, one folder each.
+
+        Returns:
+            The pipeline components to register: ``tokenizer`` and ``image_processor`` folders.
+        """
+        components = {
+            "tokenizer": directory / "tokenizer",
+            "image_processor": directory / "image_processor",
+        }
+        self.tokenizer.save_pretrained(str(components["tokenizer"]))
+        self.image_processor.save_pretrained(str(components["image_processor"]))
+        return components
 
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, image_processor: Any, *, max_length: int
