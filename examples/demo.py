@@ -29,6 +29,7 @@ from examples.multimodal import (
     load_texts,
     save_weights,
 )
+from examples.multimodal.schema import config_schema
 from examples.serving import ServingLoop
 from examples.sidecar import ApiThread
 from instrumentation import configure_logging, start_metrics_server
@@ -41,7 +42,6 @@ from registry.config import CanonicalConfig, canonicalize, load_config_file
 from registry.diff import render_diff
 from registry.errors import Conflict
 from registry.schemas import Actor
-from registry.weights import inspect_weights
 
 __all__ = ["DemoResult", "default_config_path", "run_demo"]
 
@@ -232,8 +232,8 @@ def _register(
     db: dbmod.Database, name: str, config: CanonicalConfig, weights: Path, note: str
 ) -> int:
     result = service.register_version(
-        db, ACTOR, model=name, config=config, weights=inspect_weights(str(weights)), note=note,
-        team=TEAM,
+        db, ACTOR, model=name, config=config, weights=service.WeightsSource(uri=str(weights)),
+        note=note, team=TEAM,
     )
     if not result.created:
         raise Conflict(f"model {name!r} already has this version; use another --model name")
@@ -268,7 +268,7 @@ def run_demo(
     work = workdir or Path(tempfile.mkdtemp(prefix="mmgov-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     url = db_url or f"sqlite:///{work / 'mmgov-demo.db'}"
-    base = load_config_file(config_path or default_config_path())
+    base = canonicalize(load_config_file(config_path or default_config_path()))
     name = model_name or str(base.data["model"]["name"])
     echo(f"mmgov demo: working directory {work}")
     echo(f"mmgov demo: database {dbmod.safe_url(url)}")
@@ -283,6 +283,8 @@ def run_demo(
         with progress.step("Building reference model v1, capturing its profile, registering"):
             if TEAM not in {t.name for t in service.list_teams(db, ACTOR)}:
                 service.create_team(db, ACTOR, TEAM)
+            schema = service.set_schema(db, ACTOR, model=name, schema=config_schema(), team=TEAM,
+                                        note="the reference model's schema")
             preprocess = Preprocessor.from_config(base.data)
             inputs = _Inputs(preprocess, seed=0)
             model_v1 = build_model(base.data)
@@ -300,7 +302,8 @@ def run_demo(
             )
             service.promote(db, ACTOR, model=name, version=v1, alias="production")
             progress.detail(f"registered {name} v{v1} config {base.hash[:12]} weights "
-                            f"{weights_v1.name}")
+                            f"{weights_v1.name}, checked against config schema "
+                            f"v{schema.version if schema else '-'}")
             progress.detail(f"reference profile: {ref.n_samples} samples × {ref.modules} "
                             f"format {ref.format} sha256 {ref.sha256[:12]}")
             progress.detail(f"production → v{v1}")

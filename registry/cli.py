@@ -25,11 +25,12 @@ from typer.core import TyperGroup
 
 from registry import db as dbmod
 from registry import service
-from registry.config import load_config_file
+from registry.config import read_config_file
 from registry.diff import render_diff
 from registry.errors import InvalidInput, RegistryError
 from registry.schemas import UNSET, Actor, Checkpoint, Unset
-from registry.weights import inspect_weights
+from registry.service import WeightsSource
+from registry.weights import ModuleGrouping
 
 
 class _Root(TyperGroup):
@@ -184,26 +185,68 @@ def _weights_uri(raw: str) -> str:
 # --- models and versions -------------------------------------------------------------------------
 
 
+def _pipeline(specs: list[str] | None) -> dict[str, str] | None:
+    if not specs:
+        return None
+    components: dict[str, str] = {}
+    for spec in specs:
+        name, sep, directory = spec.partition("=")
+        if not sep or not name or not directory:
+            raise InvalidInput(f"--pipeline takes NAME=DIR (e.g. tokenizer=./tok), got {spec!r}")
+        if name in components:
+            raise InvalidInput(f"--pipeline names component {name!r} twice")
+        components[name] = str(Path(directory).expanduser().absolute())
+    return components
+
+
 @app.command()
 def register(
     ctx: typer.Context,
-    config: Annotated[Path, typer.Argument(help="Model config (YAML).")],
+    config: Annotated[Path, typer.Argument(help="Model config: any YAML or JSON mapping.")],
     model: Annotated[str, typer.Option("--model", help="Model name.")],
-    weights: Annotated[str, typer.Option("--weights", help="Weights path or URI.")],
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            help="A safetensors file, a sharded checkpoint (its directory or "
+            "*.safetensors.index.json), or a remote URI with --sha256.",
+        ),
+    ],
     sha256: Annotated[str | None, typer.Option(help="Weights sha256 (needed for remote).")] = None,
     note: Annotated[str, typer.Option(help="Why this version exists.")] = "",
-    team: Annotated[str | None, typer.Option(help="Owning team of a new model.")] = None,
+    team: Annotated[
+        str | None, typer.Option(help="Owning team of a new model [default: 'default'].")
+    ] = None,
+    module_depth: Annotated[
+        int, typer.Option(help="Dotted name parts that make a module, for module hashes.")
+    ] = 1,
+    module_pattern: Annotated[
+        list[str] | None,
+        typer.Option(help="Glob over tensor names that makes one module (repeatable)."),
+    ] = None,
+    pipeline: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR: a data pipeline directory, e.g. tokenizer=./tok (repeated)."),
+    ] = None,
 ) -> None:
-    """Register a version of MODEL from CONFIG and its weights."""
+    """Register a version of MODEL from CONFIG and its weights (checked against MODEL's schema)."""
     s = state(ctx)
-    canonical = load_config_file(config)
-    info = inspect_weights(_weights_uri(weights), sha256=sha256)
+    grouping = ModuleGrouping.from_json({"depth": module_depth, "patterns": module_pattern or []})
     result = service.register_version(
-        s.db, s.actor, model=model, config=canonical, weights=info, note=note, team=team
+        s.db,
+        s.actor,
+        model=model,
+        config=read_config_file(config),
+        config_source=str(config),
+        weights=WeightsSource(uri=_weights_uri(weights), sha256=sha256, grouping=grouping),
+        pipeline=_pipeline(pipeline),
+        note=note,
+        team=team,
     )
     v = result.version
     if result.created:
-        human = f"registered {model} version {v.version} (config {v.config_hash[:12]})"
+        checked = f", checked against schema v{v.schema_version}" if v.schema_version else ""
+        human = f"registered {model} version {v.version} (config {v.config_hash[:12]}{checked})"
     else:
         human = f"unchanged: {model} version {v.version} already has this config and weights"
     emit(ctx, result, human)
@@ -257,14 +300,24 @@ def show(
         f"version:        {v.version}",
         f"semver:         {_cell(v.semver)}",
         f"config hash:    {v.config_hash}",
+        f"config schema:  {f'v{v.schema_version}' if v.schema_version else '-'}",
         f"weights:        {v.weights_uri}",
+        f"weights format: {_cell(v.weights_format)}",
         f"weights sha256: {v.weights_sha256}",
         f"weights bytes:  {_cell(v.weights_bytes)}",
         f"parent:         {_cell(v.parent_version)}",
         f"created:        {_cell(v.created_at)} by {v.created_by}",
         f"note:           {v.note}",
     ]
+    if v.weights_shards:
+        lines += [f"shard {name}: {digest}" for name, digest in sorted(v.weights_shards.items())]
+    if v.module_grouping:
+        lines.append(f"module grouping: {json.dumps(v.module_grouping, sort_keys=True)}")
     lines += [f"module {m}: {h}" for m, h in sorted(v.module_hashes.items())]
+    if v.pipeline:
+        lines.append(f"pipeline:       {v.pipeline.get('digest')}")
+        for component, files in sorted((v.pipeline.get("components") or {}).items()):
+            lines += [f"  {component}/{f}: {h}" for f, h in sorted(files.items())]
     lines += ["config:", json.dumps(v.config, indent=2, sort_keys=True, ensure_ascii=False)]
     emit(ctx, v, "\n".join(lines))
 

@@ -10,10 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from yaml.constructor import ConstructorError
 
 from registry.errors import ConfigError
@@ -22,12 +21,14 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
     "CanonicalConfig",
-    "ModelConfig",
     "canonical_json",
     "canonicalize",
     "load_config_file",
     "load_config_text",
     "parse_yaml",
+    "plain_config",
+    "read_config_file",
+    "semver_of",
     "sha256_hex",
 ]
 
@@ -275,89 +276,17 @@ def parse_yaml(text: str, *, source: str = "<string>") -> dict[str, Any]:
     return data
 
 
-# --- schema --------------------------------------------------------------------------------------
+# --- canonical config ----------------------------------------------------------------------------
 
-_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_SEMVER = (
+_SEMVER = re.compile(
     r"^v?[0-9]+\.[0-9]+(?:\.[0-9]+)?"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
 
 
-def _int_from_integral_float(value: Any) -> Any:
-    """Accept ``32.0`` for an integer field (it hashes as ``32``); ``32.5`` still fails."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _version_must_be_text(value: Any) -> Any:
-    """Explain the YAML trap: unquoted ``1.0`` is a number, not a version string."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError(f'a version must be a string; quote it in YAML, e.g. "{value}"')
-    return value
-
-
-IntLike = Annotated[int, BeforeValidator(_int_from_integral_float)]
-Identifier = Annotated[str, Field(pattern=_IDENTIFIER)]
-
-
-class _Section(BaseModel):
-    # strict: a quoted "2e-5" must not silently become a number, nor "32" an integer.
-    model_config = ConfigDict(strict=True, extra="allow")
-
-
-class ModelSection(_Section):
-    name: str | None = Field(default=None, min_length=1)
-    version: Annotated[
-        str | None, BeforeValidator(_version_must_be_text), Field(pattern=_SEMVER)
-    ] = None
-
-
-class EncoderSection(_Section):
-    type: Identifier | None = None
-
-
-class TrainingSection(_Section):
-    batch_size: Annotated[IntLike, Field(gt=0)] | None = None
-    learning_rate: Annotated[float, Field(gt=0)] | None = None
-    epochs: Annotated[IntLike, Field(ge=0)] | None = None
-
-
-class FusionSection(_Section):
-    hidden_size: Annotated[IntLike, Field(gt=0)] | None = None
-    num_heads: Annotated[IntLike, Field(gt=0)] | None = None
-    dropout: Annotated[float, Field(ge=0, lt=1)] | None = None
-    seed: IntLike | None = None
-
-
-class MonitoringSection(_Section):
-    pooling: Literal["cls", "mean"] | None = None
-    drift_detector: Identifier | None = None
-    window: Annotated[IntLike, Field(gt=0)] | None = None
-    stride: Annotated[IntLike, Field(gt=0)] | None = None
-    false_alarm_rate: Annotated[float, Field(gt=0, lt=1)] | None = None
-    sample_every: Annotated[IntLike, Field(gt=0)] | None = None
-
-
-class ModelConfig(_Section):
-    """The known part of a model config; unknown keys are kept untouched."""
-
-    image_encoder: EncoderSection
-    text_encoder: EncoderSection
-    fusion_type: Identifier
-    model: ModelSection | None = None
-    training: TrainingSection | None = None
-    fusion: FusionSection | None = None
-    monitoring: MonitoringSection | None = None
-
-
-# --- canonical config ----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class CanonicalConfig:
-    """A validated config in canonical form, with its hash."""
+    """A config in canonical form, with its hash."""
 
     data: dict[str, Any]
     canonical_json: str
@@ -365,77 +294,102 @@ class CanonicalConfig:
     semver: str | None
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
+def _dotted(loc: tuple[int | str, ...] | list[int | str]) -> str:
     path = ""
     for part in loc:
         path = _join(path, part)
     return path or "<root>"
 
 
-def canonicalize(raw: Mapping[str, Any]) -> CanonicalConfig:
-    """Validate a parsed config and give it its canonical form and hash.
-
-    Known keys are type-checked (integer fields accept integral floats such as ``32.0``; float
-    fields turn ``1`` into ``1.0``), unknown keys are kept as they are, and keys that were not
-    given are not added, so later schema fields never change an old config's hash.
+def plain_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check that ``raw`` is a mapping of JSON data and return its normalised copy.
 
     Returns:
-        The canonical config; ``hash`` is the sha256 of ``canonical_json``.
+        A copy with ``-0.0`` as ``0.0`` and tuples as lists; nothing else is changed.
 
     Raises:
-        ConfigError: naming the dotted path, e.g. ``training.learning_rate: Input should be a
-            valid number``, for schema violations, NaN/Inf, non-string keys or non-JSON values.
+        ConfigError: naming the dotted path, for a top level that is not a mapping, NaN/Inf,
+            non-string keys, values that are not JSON data, nesting deeper than ``MAX_DEPTH`` or
+            more than ``MAX_NODES`` values.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"<root>: the config must be a mapping, got {type(raw).__name__}")
-    plain = _checked_plain(raw, MAX_NODES)
-    try:
-        validated = ModelConfig.model_validate(plain)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        first = errors[0]
-        message = f"{_dotted(first['loc'])}: {first['msg']}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
-        raise ConfigError(message) from exc
-    text = canonical_json(validated.model_dump(exclude_unset=True))
-    # Re-read the canonical text so `data` is exactly what was hashed.
-    data: dict[str, Any] = json.loads(text)
-    semver = validated.model.version if validated.model is not None else None
-    return CanonicalConfig(data=data, canonical_json=text, hash=sha256_hex(text), semver=semver)
+    plain: dict[str, Any] = _checked_plain(raw, MAX_NODES)
+    return plain
 
 
-def load_config_text(text: str, *, source: str = "<string>") -> CanonicalConfig:
-    """Parse, validate and canonicalise a YAML config.
+def semver_of(data: Mapping[str, Any]) -> str | None:
+    """Return ``model.version`` when it is a semantic-version string (``v1.2.0``, ``1.0``)."""
+    section = data.get("model")
+    version = section.get("version") if isinstance(section, Mapping) else None
+    if isinstance(version, str) and len(version) <= 64 and _SEMVER.match(version):
+        return version
+    return None
+
+
+def canonicalize(raw: Mapping[str, Any]) -> CanonicalConfig:
+    """Give a config (any mapping of JSON data) its canonical form and hash.
+
+    No layout is imposed: what a model's config must look like is its schema's business
+    (`registry.config_schema`), applied before this. Keys are sorted and numbers normalised by
+    `canonical_json`, so ``2e-5`` and ``0.00002`` hash alike.
 
     Returns:
-        The canonical config.
+        The canonical config; ``hash`` is the sha256 of ``canonical_json``; ``semver`` is
+        ``model.version`` when that is a semantic-version string.
 
     Raises:
-        ConfigError: for YAML errors (``source:line:col``) and schema errors (dotted path,
+        ConfigError: as `plain_config`.
+    """
+    plain = plain_config(raw)
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return CanonicalConfig(
+        data=plain, canonical_json=text, hash=sha256_hex(text), semver=semver_of(plain)
+    )
+
+
+def load_config_text(text: str, *, source: str = "<string>") -> dict[str, Any]:
+    """Parse a YAML (or JSON) config and check that it is JSON data.
+
+    Returns:
+        The plain mapping (see `plain_config`), ready for a schema check and `canonicalize`.
+
+    Raises:
+        ConfigError: for YAML errors (``source:line:col``) and non-JSON data (dotted path,
             prefixed with ``source``).
     """
     raw = parse_yaml(text, source=source)
     try:
-        return canonicalize(raw)
+        return plain_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.detail}") from exc
 
 
-def load_config_file(path: str | os.PathLike[str]) -> CanonicalConfig:
-    """Read a YAML config file (UTF-8) and canonicalise it.
+def read_config_file(path: str | os.PathLike[str]) -> str:
+    """Read a config file as UTF-8 text.
 
     Returns:
-        The canonical config.
+        The text.
 
     Raises:
-        ConfigError: if the file cannot be read or decoded, or as ``load_config_text``.
+        ConfigError: if the file cannot be read or decoded, naming it.
     """
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from exc
-    return load_config_text(text, source=str(file))
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file (UTF-8) and check that it is JSON data.
+
+    Returns:
+        The plain mapping.
+
+    Raises:
+        ConfigError: if the file cannot be read or decoded, or as ``load_config_text``.
+    """
+    return load_config_text(read_config_file(path), source=str(path))

@@ -8,13 +8,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from registry.pipeline import PipelineInfo, diff_pipelines
+
 __all__ = [
     "ConfigChange",
     "ModuleDiff",
+    "PipelineChanges",
+    "SchemaDiff",
     "VersionDiff",
     "diff_configs",
     "diff_modules",
+    "diff_pipeline_json",
     "render_diff",
+    "render_schema_diff",
 ]
 
 
@@ -36,8 +42,23 @@ class ModuleDiff(BaseModel):
     removed: list[str] = Field(default_factory=list)
 
 
+class PipelineChanges(BaseModel):
+    """Data pipeline files by what happened to them, per component (tokenizer, processor ...)."""
+
+    changed: dict[str, list[str]] = Field(default_factory=dict)
+    added: dict[str, list[str]] = Field(default_factory=dict)
+    removed: dict[str, list[str]] = Field(default_factory=dict)
+    unchanged: list[str] = Field(default_factory=list)
+    components_added: list[str] = Field(default_factory=list)
+    components_removed: list[str] = Field(default_factory=list)
+
+
 class VersionDiff(BaseModel):
-    """Everything that differs between two versions of one model."""
+    """Everything that differs between two versions of one model.
+
+    ``pipeline`` is None when neither version records a data pipeline; ``grouping_changed`` says
+    that the two versions group tensors into modules differently, so module names differ too.
+    """
 
     model: str
     from_version: int
@@ -47,6 +68,21 @@ class VersionDiff(BaseModel):
     config_changes: list[ConfigChange]
     weights_changed: bool
     modules: ModuleDiff
+    from_schema_version: int | None = None
+    to_schema_version: int | None = None
+    grouping_changed: bool = False
+    pipeline: PipelineChanges | None = None
+
+
+class SchemaDiff(BaseModel):
+    """What changed between two versions of a model's config schema (hash None: removed)."""
+
+    model: str
+    from_version: int
+    to_version: int
+    from_hash: str | None
+    to_hash: str | None
+    changes: list[ConfigChange]
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -104,6 +140,49 @@ def diff_modules(old: Mapping[str, str], new: Mapping[str, str]) -> ModuleDiff:
     )
 
 
+def diff_pipeline_json(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> PipelineChanges | None:
+    """Compare two stored pipelines (`PipelineInfo.to_json` form; None: none recorded).
+
+    Returns:
+        The changes, or None when neither side records a pipeline.
+
+    Raises:
+        InvalidInput: a stored pipeline is malformed.
+    """
+    if old is None and new is None:
+        return None
+    found = diff_pipelines(
+        PipelineInfo.from_json(old) if old is not None else None,
+        PipelineInfo.from_json(new) if new is not None else None,
+    )
+    return PipelineChanges(
+        changed=found.changed,
+        added=found.added,
+        removed=found.removed,
+        unchanged=found.unchanged,
+        components_added=found.components_added,
+        components_removed=found.components_removed,
+    )
+
+
+def _pipeline_lines(changes: PipelineChanges) -> list[str]:
+    parts = []
+    for name in sorted({*changes.changed, *changes.added, *changes.removed}):
+        what = [f"{f} changed" for f in changes.changed.get(name, [])]
+        what += [f"{f} added" for f in changes.added.get(name, [])]
+        what += [f"{f} removed" for f in changes.removed.get(name, [])]
+        parts.append(f"  {name}: {', '.join(what)}")
+    parts += [f"  {name}: unchanged" for name in changes.unchanged]
+    parts += [f"  + {name} (new component)" for name in changes.components_added]
+    parts += [f"  - {name} (component removed)" for name in changes.components_removed]
+    changed = any(
+        (changes.changed, changes.added, changes.removed)
+    ) or bool(changes.components_added or changes.components_removed)
+    return [f"pipeline: {'changed' if changed else 'unchanged'}", *parts]
+
+
 def _value(value: Any) -> str:
     """One-line form of a value: JSON, so a string "2e-5" and the number 2e-05 look different."""
     try:
@@ -140,14 +219,41 @@ def render_diff(diff: VersionDiff) -> str:
             f"config: {diff.from_config_hash[:12]} -> {diff.to_config_hash[:12]}"
             f" ({count} change{'' if count == 1 else 's'})"
         )
-    for change in diff.config_changes:
-        if change.kind == "added":
-            lines.append(f"  + {change.path}: {_value(change.new)}")
-        elif change.kind == "removed":
-            lines.append(f"  - {change.path}: {_value(change.old)}")
-        else:
-            lines.append(f"  ~ {change.path}: {_value(change.old)} -> {_value(change.new)}")
+    lines += [_change_line(change) for change in diff.config_changes]
     lines.append(f"weights changed: {'yes' if diff.weights_changed else 'no'}")
+    if diff.grouping_changed:
+        lines.append("module grouping differs between the versions: module names differ too")
     for kind in ("changed", "unchanged", "added", "removed"):
         lines.append(f"modules {kind}: {_names(getattr(diff.modules, kind))}")
+    if diff.pipeline is not None:
+        lines += _pipeline_lines(diff.pipeline)
+    if diff.from_schema_version != diff.to_schema_version:
+        old, new = diff.from_schema_version, diff.to_schema_version
+        lines.append(f"config schema: {_schema(old)} -> {_schema(new)}")
     return "\n".join(lines)
+
+
+def render_schema_diff(diff: SchemaDiff) -> str:
+    """Render a schema diff the way the CLI prints it (one line per changed path).
+
+    Returns:
+        Multi-line text without a trailing newline.
+    """
+    lines = [f"{diff.model} config schema v{diff.from_version} -> v{diff.to_version}"]
+    if not diff.changes:
+        lines.append("no change")
+    for change in diff.changes:
+        lines.append(_change_line(change))
+    return "\n".join(lines)
+
+
+def _change_line(change: ConfigChange) -> str:
+    if change.kind == "added":
+        return f"  + {change.path}: {_value(change.new)}"
+    if change.kind == "removed":
+        return f"  - {change.path}: {_value(change.old)}"
+    return f"  ~ {change.path}: {_value(change.old)} -> {_value(change.new)}"
+
+
+def _schema(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"

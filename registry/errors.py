@@ -26,8 +26,14 @@ class RegistryError(Exception):
 
 
 class InvalidInput(RegistryError):
+    """Bad input; ``errors`` lists every problem found when there are several (path, message)."""
+
     title = "Invalid input"
     status = 422
+
+    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors
 
 
 class ConfigError(InvalidInput):

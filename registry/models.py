@@ -93,6 +93,8 @@ class Model(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     # Last version number handed out; bumped with UPDATE … RETURNING under the row lock.
     next_version: Mapped[int] = mapped_column(Integer, default=0)
+    # The config schema registrations are checked against: a `model_schemas.version`, or None.
+    schema_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
 
@@ -116,11 +118,37 @@ class ModelVersion(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Added by 0002; None on versions registered before (their schema was the built-in layout).
+    schema_version: Mapped[int | None] = mapped_column(Integer)
+    weights_format: Mapped[str | None] = mapped_column(String(32))
+    module_grouping: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    weights_shards: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    pipeline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         UniqueConstraint("model_id", "version"),
         CheckConstraint("version >= 1", name="version_positive"),
         Index(None, "model_id", "config_hash"),
+    )
+
+
+class ModelSchema(Base):
+    """One version of a model's config schema; ``document`` None records that it was removed."""
+
+    __tablename__ = "model_schemas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    schema_hash: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("model_id", "version"),
+        CheckConstraint("version >= 1", name="version_positive"),
     )
 
 
@@ -247,6 +275,7 @@ __all__ = [
     "Base",
     "Incident",
     "Model",
+    "ModelSchema",
     "ModelVersion",
     "ReferenceProfile",
     "Team",

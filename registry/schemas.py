@@ -64,6 +64,24 @@ class VersionInfo(_Frozen):
     note: str
     created_by: str
     created_at: datetime
+    schema_version: int | None = None
+    weights_format: str | None = None
+    module_grouping: dict[str, Any] | None = None
+    weights_shards: dict[str, str] | None = None
+    pipeline: dict[str, Any] | None = None
+
+
+class SchemaInfo(_Frozen):
+    """One version of a model's config schema; ``document`` is None when it was removed."""
+
+    model: str
+    version: int
+    document: dict[str, Any] | None
+    schema_hash: str | None
+    note: str
+    created_by: str
+    created_at: datetime
+    current: bool
 
 
 class WeightsCheck(_Frozen):
@@ -211,6 +229,7 @@ __all__ = [
     "RegisterResult",
     "ResolvedAlias",
     "Role",
+    "SchemaInfo",
     "TeamInfo",
     "TokenInfo",
     "Unset",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -19,10 +20,10 @@ from registry.errors import ConfigError, InvalidInput
 
 __all__ = [
     "CHUNK_BYTES",
+    "DEFAULT_GROUPING",
     "MAX_HEADER_BYTES",
     "MAX_URI_LENGTH",
     "REMOTE_SCHEMES",
-    "DEFAULT_GROUPING",
     "ModuleGrouping",
     "ParsedWeightsUri",
     "WeightsFormat",
@@ -85,7 +86,12 @@ class ModuleGrouping:
 
     def to_json(self) -> dict[str, Any] | None:
         """Return the JSON the registry stores, or None for the default grouping."""
-        raise NotImplementedError  # filled in by the weights work (issue 11, part 3)
+        if self == DEFAULT_GROUPING:
+            return None
+        out: dict[str, Any] = {"depth": self.depth}
+        if self.patterns:
+            out["patterns"] = list(self.patterns)
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> ModuleGrouping:
@@ -94,11 +100,26 @@ class ModuleGrouping:
         Raises:
             InvalidInput: for a depth outside 1..8, too many or malformed patterns.
         """
-        raise NotImplementedError
+        if data is None:
+            return DEFAULT_GROUPING
+        if not isinstance(data, dict) or set(data) - {"depth", "patterns"}:
+            raise InvalidInput("module grouping must be {'depth': N, 'patterns': [...]}")
+        depth, patterns = data.get("depth", 1), data.get("patterns") or []
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 8:
+            raise InvalidInput(f"module depth must be an integer from 1 to 8, got {depth!r}")
+        if not isinstance(patterns, list) or len(patterns) > 64:
+            raise InvalidInput("module patterns must be a list of at most 64 globs")
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern or len(pattern) > 200:
+                raise InvalidInput(f"module pattern {pattern!r} must be 1-200 characters")
+        return cls(depth=depth, patterns=tuple(patterns))
 
     def module_of(self, tensor: str) -> str:
         """Return the module a tensor name belongs to."""
-        raise NotImplementedError
+        for pattern in self.patterns:
+            if fnmatch.fnmatchcase(tensor, pattern):
+                return pattern.removesuffix("*").removesuffix(".")
+        return ".".join(tensor.split(".")[: self.depth])
 
 
 DEFAULT_GROUPING = ModuleGrouping()
@@ -273,7 +294,11 @@ def _resolve_local(path: Path, allowed_roots: Sequence[Path] | None) -> Path:
 
 
 def inspect_weights(
-    uri: str, *, sha256: str | None = None, allowed_roots: Sequence[Path] | None = None
+    uri: str,
+    *,
+    sha256: str | None = None,
+    allowed_roots: Sequence[Path] | None = None,
+    grouping: ModuleGrouping = DEFAULT_GROUPING,
 ) -> WeightsInfo:
     """Check a weights location and compute what the registry records about it.
 
@@ -316,7 +341,7 @@ def inspect_weights(
     try:
         with os.fdopen(fd, "rb") as file:
             if is_safetensors:
-                digest, modules = _hash_safetensors(file, info.st_size, str(real))
+                digest, modules = _hash_safetensors(file, info.st_size, str(real), grouping)
             else:
                 digest, modules = _hash_stream(file), {}
     except OSError as exc:
@@ -326,7 +351,12 @@ def inspect_weights(
             f"sha256 mismatch for {str(real)!r}: given {expected}, file has {digest}"
         )
     return WeightsInfo(
-        uri=real.as_uri(), sha256=digest, size_bytes=info.st_size, module_hashes=modules
+        uri=real.as_uri(),
+        sha256=digest,
+        size_bytes=info.st_size,
+        module_hashes=modules,
+        format="safetensors",
+        grouping=grouping,
     )
 
 
@@ -422,7 +452,9 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _hash_safetensors(file: BinaryIO, size: int, where: str) -> tuple[str, dict[str, str]]:
+def _hash_safetensors(
+    file: BinaryIO, size: int, where: str, grouping: ModuleGrouping
+) -> tuple[str, dict[str, str]]:
     """Hash the whole file and every tensor's byte range in one pass."""
     tensors = _read_header(file, size, where)
     file.seek(0)
@@ -444,11 +476,11 @@ def _hash_safetensors(file: BinaryIO, size: int, where: str) -> tuple[str, dict[
         position = chunk_end
     if position != size:
         raise _malformed(where, "the file changed while it was read")
-    return whole.hexdigest(), _module_hashes(tensors, tensor_hashes)
+    return whole.hexdigest(), _module_hashes(tensors, tensor_hashes, grouping)
 
 
 def _module_hashes(
-    tensors: list[_Tensor], tensor_hashes: dict[str, hashlib._Hash]
+    tensors: list[_Tensor], tensor_hashes: dict[str, hashlib._Hash], grouping: ModuleGrouping
 ) -> dict[str, str]:
     """sha256 of canonical JSON ``[[name, dtype, shape, sha256], …]`` per prefix, sorted by name.
 
@@ -456,7 +488,7 @@ def _module_hashes(
     """
     groups: dict[str, list[list[Any]]] = {}
     for tensor in sorted(tensors, key=lambda t: t.name):
-        prefix = tensor.name.split(".", 1)[0]
+        prefix = grouping.module_of(tensor.name)
         digest = tensor_hashes[tensor.name].hexdigest()
         groups.setdefault(prefix, []).append([tensor.name, tensor.dtype, tensor.shape, digest])
     try:

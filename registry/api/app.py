@@ -20,6 +20,7 @@ from registry.api.routers import (
     metrics,
     models,
     references,
+    schemas,
     versions,
 )
 from registry.api.schemas import PROBLEM_RESPONSES
@@ -97,6 +98,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         aliases.router,
         models.router,
         versions.router,
+        schemas.router,
         references.router,
         audit.router,
         alerts.router,

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from registry.errors import RegistryError
+from registry.errors import InvalidInput, RegistryError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -42,7 +42,10 @@ def problem_response(
 def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem_response(exc.status, exc.title, exc.detail, headers=headers)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InvalidInput) and exc.errors:
+        extra["errors"] = exc.errors
+    return problem_response(exc.status, exc.title, exc.detail, headers=headers, **extra)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.diff import VersionDiff
+from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
     UNSET,
     AlertIn,
@@ -17,6 +17,7 @@ from registry.schemas import (
     IncidentInfo,
     ModelInfo,
     ReferenceInfo,
+    SchemaInfo,
     Unset,
     VersionInfo,
 )
@@ -58,16 +59,51 @@ class VersionCreate(_Request):
     config_yaml: str | None = Field(
         default=None, max_length=1_000_000, description="The config as YAML text."
     )
-    weights_uri: str = Field(min_length=1, max_length=4096)
+    weights_uri: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="A safetensors file, a sharded checkpoint (directory or "
+        "*.safetensors.index.json) under the server's weights roots, or a remote URI.",
+    )
     weights_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     note: str = Field(default="", max_length=10_000)
     team: str | None = Field(default=None, description="Owner when this creates the model.")
+    module_depth: int = Field(
+        default=1, ge=1, le=8, description="Dotted name parts that make a module."
+    )
+    module_patterns: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Globs over tensor names, each making one module (tried before the depth).",
+    )
+    pipeline: dict[str, str] | None = Field(
+        default=None,
+        max_length=16,
+        description="Data pipeline directories under the weights roots, by component "
+        "(e.g. tokenizer, image_processor).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_config(self) -> VersionCreate:
         if (self.config is None) == (self.config_yaml is None):
             raise ValueError("give exactly one of `config` (JSON object) or `config_yaml` (text)")
         return self
+
+
+class SchemaSet(_Request):
+    document: dict[str, Any] | None = Field(
+        description="A JSON Schema (draft 2020-12) object; null removes the schema."
+    )
+    note: str = Field(default="", max_length=10_000)
+    team: str | None = Field(default=None, description="Owner when this creates the model.")
+
+
+class SchemaPublic(SchemaInfo):
+    pass
+
+
+class SchemaDiffPublic(SchemaDiff):
+    pass
 
 
 class _ExpectsVersion(_Request):

@@ -6,6 +6,7 @@ from registry.schemas import UNSET, Unset
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
 from registry.service.checks import check_weights
+from registry.service.config_schemas import diff_schemas, get_schema, list_schemas, set_schema
 from registry.service.incidents import list_incidents, record_alerts
 from registry.service.references import (
     MAX_REFERENCE_BYTES,
@@ -14,6 +15,7 @@ from registry.service.references import (
     get_reference,
     read_profile_metadata,
 )
+from registry.service.registration import DEFAULT_TEAM, WeightsSource, register_version
 from registry.service.tokens import (
     TOKEN_PREFIX,
     authenticate,
@@ -30,30 +32,34 @@ from registry.service.versions import (
     get_version,
     list_models,
     list_versions,
-    register_version,
 )
 
 __all__ = [
+    "DEFAULT_TEAM",
     "MAX_REFERENCE_BYTES",
     "MMGOV_PROFILE_FORMAT",
     "TOKEN_PREFIX",
     "UNSET",
     "Unset",
+    "WeightsSource",
     "attach_reference",
     "authenticate",
     "check_weights",
     "create_model",
     "create_team",
     "create_token",
+    "diff_schemas",
     "diff_versions",
     "export_checkpoint",
     "get_model",
     "get_reference",
+    "get_schema",
     "get_version",
     "list_aliases",
     "list_audit",
     "list_incidents",
     "list_models",
+    "list_schemas",
     "list_teams",
     "list_tokens",
     "list_versions",
@@ -64,5 +70,6 @@ __all__ = [
     "resolve_alias",
     "revoke_token",
     "rollback",
+    "set_schema",
     "verify_audit",
 ]

@@ -134,6 +134,11 @@ VERSION_COLUMNS = (
     ModelVersion.note,
     ModelVersion.created_by,
     ModelVersion.created_at,
+    ModelVersion.schema_version,
+    ModelVersion.weights_format,
+    ModelVersion.module_grouping,
+    ModelVersion.weights_shards,
+    ModelVersion.pipeline,
 )
 """The columns `version_from_row` reads, for Core queries that select them."""
 
@@ -154,6 +159,11 @@ def version_from_row(model_name: str, row: Any) -> VersionInfo:
         note=row.note,
         created_by=row.created_by,
         created_at=row.created_at,
+        schema_version=row.schema_version,
+        weights_format=row.weights_format,
+        module_grouping=row.module_grouping,
+        weights_shards=row.weights_shards,
+        pipeline=row.pipeline,
     )
 
 
@@ -228,6 +238,11 @@ def version_info(model_name: str, row: ModelVersion) -> VersionInfo:
         note=row.note,
         created_by=row.created_by,
         created_at=row.created_at,
+        schema_version=row.schema_version,
+        weights_format=row.weights_format,
+        module_grouping=row.module_grouping,
+        weights_shards=row.weights_shards,
+        pipeline=row.pipeline,
     )
 
 

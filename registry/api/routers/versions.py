@@ -23,8 +23,8 @@ from registry.api.schemas import (
     VersionPublic,
     VersionsPublic,
 )
-from registry.config import canonicalize, load_config_text
-from registry.weights import inspect_weights
+from registry.service import WeightsSource
+from registry.weights import ModuleGrouping
 
 router = APIRouter(prefix="/models/{name}", tags=["versions"])
 
@@ -43,20 +43,28 @@ def register_version(
     actor: MaintainerDep,
     settings: SettingsDep,
 ) -> RegisterPublic:
-    """Register a version (201), or return the existing one when nothing changed (200)."""
-    if body.config_yaml is not None:
-        config = load_config_text(body.config_yaml, source="config_yaml")
-    else:
-        assert body.config is not None  # the schema guarantees exactly one
-        config = canonicalize(body.config)
-    # Local paths only under the configured roots; remote URIs are stored, never fetched.
-    weights = inspect_weights(
-        body.weights_uri,
-        sha256=body.weights_sha256.lower() if body.weights_sha256 else None,
-        allowed_roots=settings.weights_root_paths(),
+    """Register a version (201), or return the existing one when nothing changed (200).
+
+    The config is checked against the model's schema; every violation is listed in the problem
+    body's ``errors``. Local weights and pipeline directories must lie under the server's weights
+    roots; remote URIs are recorded, never fetched.
+    """
+    config = body.config_yaml if body.config_yaml is not None else body.config
+    assert config is not None  # the schema guarantees exactly one
+    grouping = ModuleGrouping.from_json(
+        {"depth": body.module_depth, "patterns": body.module_patterns}
     )
     result = service.register_version(
-        db, actor, model=name, config=config, weights=weights, note=body.note, team=body.team
+        db,
+        actor,
+        model=name,
+        config=config,
+        config_source="config_yaml" if body.config_yaml is not None else "config",
+        weights=WeightsSource(uri=body.weights_uri, sha256=body.weights_sha256, grouping=grouping),
+        pipeline=body.pipeline,
+        note=body.note,
+        team=body.team,
+        allowed_roots=settings.weights_root_paths(),
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
