@@ -29,10 +29,10 @@ def _shape_mask(shape: str, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
     cy, cx = rng.integers(14, _SIDE - 14, size=2)
     size = int(rng.integers(8, 13))
     if shape == "square":
-        return (abs(yy - cy) <= size) & (abs(xx - cx) <= size)
+        return np.asarray((abs(yy - cy) <= size) & (abs(xx - cx) <= size), dtype=bool)
     if shape == "circle":
-        return np.asarray((yy - cy) ** 2 + (xx - cx) ** 2 <= size * size)
-    return (abs(yy - cy) <= size // 3) & (abs(xx - cx) <= size + 4)
+        return np.asarray((yy - cy) ** 2 + (xx - cx) ** 2 <= size * size, dtype=bool)
+    return np.asarray((abs(yy - cy) <= size // 3) & (abs(xx - cx) <= size + 4), dtype=bool)
 
 
 @dataclass(frozen=True)

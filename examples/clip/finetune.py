@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+from torch import nn
 from transformers import CLIPModel
 
 __all__ = ["finetune_submodule"]
@@ -51,7 +52,7 @@ def finetune_submodule(
             optimiser.step()
             losses.append(float(loss.detach()))
     finally:
-        model.eval()
+        nn.Module.train(model, False)
         for name, p in model.named_parameters():
             p.requires_grad_(flags[name])
     return losses

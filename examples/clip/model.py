@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import transformers
+from torch import nn
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokenizerBase
 
 from examples.multimodal.encoders import minilm_dir, quiet_transformers
@@ -80,7 +81,8 @@ def build_clip_model(seed: int = SEED) -> CLIPModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPModel(build_clip_config())
-    return model.eval()
+    nn.Module.train(model, False)  # transformers' own `eval` is untyped
+    return model
 
 
 def load_tokenizer() -> PreTrainedTokenizerBase:
