@@ -5,9 +5,12 @@ Run: ``.venv/bin/python benchmarks/registry_bench.py [--db URL] [--versions N] [
 
 What it does, all through ``registry.service`` like a real caller:
 
-1. Registers ``--versions`` (1,000) versions of one model sequentially: each call builds the
-   canonical config from a dict and checks a remote weights URI with a supplied sha256 (so no file
-   hashing dominates), then ``register_version``. Reported as versions/s and p50/p99 per call.
+1. Registers ``--versions`` (1,000) versions of one model sequentially: each call is the one
+   ``register_version`` call the API makes, with the config as a dict (the reference model's
+   config, checked against its JSON Schema) and a remote weights URI with a supplied sha256 (so
+   no file hashing dominates). Reported as versions/s and p50/p99 per call. The same again for a
+   model without a schema registering the seed's config.yaml layout, and the schema check alone
+   (``check_config`` on the reference config) timed call by call.
    On SQLite the same again on a new file with ``MMGOV_SQLITE_SYNCHRONOUS=FULL`` (every commit
    synced to disk, as MLflow's SQLite store does; our default syncs at WAL checkpoints).
 2. Measures, in ``--rounds`` interleaved rounds (one call of each operation per round, so load from
@@ -56,12 +59,17 @@ from sqlalchemy import insert, select, update  # noqa: E402 - after the path ins
 
 from registry import service  # noqa: E402
 from registry.config import canonical_json, canonicalize, parse_yaml, sha256_hex  # noqa: E402
+from registry.config_schema import check_config, compile_schema  # noqa: E402
 from registry.db import SQLITE_SYNCHRONOUS_ENV, Database, upgrade  # noqa: E402
 from registry.models import Model, ModelVersion, utcnow  # noqa: E402
 from registry.schemas import Actor  # noqa: E402
-from registry.weights import inspect_weights  # noqa: E402
+from registry.service import WeightsSource  # noqa: E402
 
-SEED_CONFIG = ROOT / "configs" / "model.yaml"
+REFERENCE_CONFIG = ROOT / "configs" / "model.yaml"
+REFERENCE_SCHEMA = ROOT / "configs" / "model.schema.json"
+SEED_CONFIG = ROOT / "examples" / "clip" / "config.yaml"
+"""The seed's config.yaml: its own layout, registered without a schema."""
+SCHEMA_CHECK_GOAL_MS = 0.1
 ADMIN = Actor(name="bench-admin", team=None, role="admin")
 PAGE = 50
 """Versions per listed page (the API's default)."""
@@ -122,13 +130,17 @@ class Stats:
 class Bench:
     """One model on one database: registers, populates, gives its measured calls."""
 
-    def __init__(self, db: Database, dialect: str, *, control: bool = False) -> None:
+    def __init__(
+        self, db: Database, dialect: str, *, control: bool = False, layout: str = "reference"
+    ) -> None:
         self.db = db
         self.dialect = dialect
         suffix = uuid.uuid4().hex[:8]
         self.team, self.model = f"bench-{suffix}", f"bench-{suffix}"
         self.actor = Actor(name="bench", team=self.team, role="maintainer")
-        self.seed: dict[str, Any] = parse_yaml(SEED_CONFIG.read_text(encoding="utf-8"))
+        self.layout = layout
+        source = REFERENCE_CONFIG if layout == "reference" else SEED_CONFIG
+        self.seed: dict[str, Any] = parse_yaml(source.read_text(encoding="utf-8"))
         self.count = 0
         self.control = control
 
@@ -143,6 +155,9 @@ class Bench:
     def register(self, n: int) -> Stats:
         """Register versions 1..n one after the other, like a real caller."""
         service.create_team(self.db, ADMIN, self.team)
+        if self.layout == "reference":
+            schema = json.loads(REFERENCE_SCHEMA.read_text(encoding="utf-8"))
+            service.set_schema(self.db, self.actor, model=self.model, schema=schema)
         latencies = []
         start = time.perf_counter()
         for i in range(1, n + 1):
@@ -152,17 +167,19 @@ class Bench:
                 self.db,
                 self.actor,
                 model=self.model,
-                config=canonicalize(self._config(i)),
-                weights=inspect_weights(uri, sha256=digest),
+                config=self._config(i),
+                weights=WeightsSource(uri=uri, sha256=digest),
                 note=f"bench {i}",
             )
             latencies.append(time.perf_counter() - t0)
             assert result.created, f"version {i} already existed"
             assert result.version.version == i
+            assert (result.version.schema_version is not None) == (self.layout == "reference")
         wall = time.perf_counter() - start
         self.count = n
         service.promote(self.db, self.actor, model=self.model, version=n, alias="production")
-        return Stats("register", n, latencies, wall)
+        name = "register" if self.layout == "reference" else "register (seed config, no schema)"
+        return Stats(name, n, latencies, wall)
 
     def populate(self, total: int) -> None:
         """Bulk-insert versions up to ``total`` (core INSERTs into the same tables; no audit)."""
@@ -211,6 +228,20 @@ class Bench:
             "list deep page": deep_page,
             "diff": lambda: service.diff_versions(db, actor, model, 1, n),
         }
+
+
+def measure_schema_check(rounds: int) -> Stats:
+    """Time `check_config` of the reference config against its schema, call by call."""
+    schema = compile_schema(json.loads(REFERENCE_SCHEMA.read_text(encoding="utf-8")))
+    config = parse_yaml(REFERENCE_CONFIG.read_text(encoding="utf-8"))
+    for _ in range(50):
+        check_config(schema, config, source="bench")
+    latencies = []
+    for _ in range(max(rounds, 1_000)):
+        t0 = time.perf_counter()
+        check_config(schema, config, source="bench")
+        latencies.append(time.perf_counter() - t0)
+    return Stats("schema check (reference config)", 1, latencies, sum(latencies))
 
 
 def measure(benches: Sequence[Bench], rounds: int) -> list[list[Stats]]:
@@ -294,6 +325,8 @@ def render(
     phases: list[list[Stats]],
     mlflow: dict[str, float] | str,
     register_full: Stats | None = None,
+    register_seed: Stats | None = None,
+    schema_check: Stats | None = None,
 ) -> str:
     """Return the markdown report: the figures table, then each goal with its verdict.
 
@@ -325,7 +358,7 @@ def render(
         "| operation | versions | calls | ops/s | p50 ms | p99 ms | goal | MLflow |",
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    extra = [register_full] if register_full is not None else []
+    extra = [s for s in (register_seed, register_full, schema_check) if s is not None]
     for stats in [register, *extra, *(s for phase in phases for s in phase)]:
         p50, p99 = stats.percentile_ms(0.5), stats.percentile_ms(0.99)
         goal = "" if stats.control else goal_column.get(stats.operation, "")
@@ -340,6 +373,19 @@ def render(
         f"| ≥ {register_goal:,.0f} versions/s | {register.rate:,.0f} versions/s "
         f"({register.rate / ml['register']:.1f}×) | {_verdict(register.rate >= register_goal)} |"
     )
+    if register_seed is not None:
+        lines.append(
+            f"| seed config.yaml without a schema ≥ {GOAL_FACTOR:.0f}× MLflow "
+            f"| ≥ {register_goal:,.0f} versions/s | {register_seed.rate:,.0f} versions/s "
+            f"({register_seed.rate / ml['register']:.1f}×) "
+            f"| {_verdict(register_seed.rate >= register_goal)} |"
+        )
+    if schema_check is not None:
+        p50 = schema_check.percentile_ms(0.5)
+        lines.append(
+            f"| schema validation per registration | p50 ≤ {SCHEMA_CHECK_GOAL_MS} ms "
+            f"| {p50:.3f} ms | {_verdict(p50 <= SCHEMA_CHECK_GOAL_MS)} |"
+        )
     if register_full is not None:
         lines.append(
             f"| the same with every commit synced (synchronous=FULL, as MLflow's SQLite store) "
@@ -424,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             bench = Bench(db, db.dialect)
             register = bench.register(args.versions)
+            register_seed = Bench(db, db.dialect, layout="seed").register(args.versions)
+            schema_check = measure_schema_check(args.rounds)
             phases = measure([bench], args.rounds)
             if args.big > args.versions:
                 started = time.perf_counter()
@@ -448,7 +496,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 if mlflow_url
                 else "not measured: MLflow on PostgreSQL needs --mlflow-db"
             )
-        print(render(db.dialect, register, phases, mlflow, register_full))
+        print(
+            render(
+                db.dialect, register, phases, mlflow, register_full, register_seed, schema_check
+            )
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -88,7 +88,7 @@ class TestViolations:
             ("training.epochs", "minimum"),
         ]
         assert "'learnig_rate' was unexpected" in error.detail
-        assert "'gatd' is not one of ['concat', 'cross_attention', 'gated']" in error.detail
+        assert '"gatd" is not one of "concat", "cross_attention" or "gated"' in error.detail
 
     def test_list_is_capped_with_a_count(self) -> None:
         """Hundreds of violations are listed up to a cap, then counted."""
@@ -123,7 +123,7 @@ class TestViolations:
         """The encoders and the fusion type are required by the reference schema."""
         config = _minimal()
         del config[missing]
-        with pytest.raises(ConfigError, match=f"'{missing}' is a required property"):
+        with pytest.raises(ConfigError, match=f'"{missing}" is a required property'):
             _reference(config)
 
 
