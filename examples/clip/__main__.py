@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the story (or, with ``--export``, write its files).
 
     Returns:
-        0 when every check of the story held, 1 otherwise.
+        0 when every check of the story held, 1 when one did not, 2 when a step was refused.
     """
     args = parse_args(argv)
     import torch
@@ -48,9 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_artifacts(args.export)
         return 0
     from examples.clip.story import run_clip_story, story_ok
+    from registry.errors import RegistryError
 
-    result = run_clip_story(args.database, config_path=args.config, workdir=args.workdir,
-                            keep=args.keep)
+    try:
+        result = run_clip_story(args.database, config_path=args.config, workdir=args.workdir,
+                                keep=args.keep)
+    except (RegistryError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ok = story_ok(result)
     where = f"; files kept in {result.workdir}" if result.workdir else ""
     print(f"{'ok' if ok else 'FAILED'} in {result.seconds:.1f} s{where}")

@@ -181,9 +181,16 @@ def run_clip_story(
         The result; ``workdir`` is None when the files were removed.
 
     Raises:
-        RegistryError: a registry step was refused; FileNotFoundError: the config is missing.
+        RegistryError: a registry step was refused. FileNotFoundError: the config is missing.
+        FileExistsError: ``workdir`` holds the database of an earlier story (and no
+            ``database_url`` was given): a second story there would number its versions 3 and 4.
     """
     started = time.perf_counter()
+    if workdir is not None and database_url is None and (workdir / "mmgov.db").exists():
+        raise FileExistsError(
+            f"{workdir} already holds a story's database (mmgov.db); remove it or pick another "
+            "--workdir"
+        )
     config_file = config_path or default_config_path()
     config_text = config_file.read_text(encoding="utf-8")
     keep = keep or workdir is not None

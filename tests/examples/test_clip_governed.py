@@ -90,3 +90,11 @@ def test_cli_help_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "--export" in out
     assert "--database" in out
+
+
+def test_a_workdir_with_an_earlier_story_is_refused(tmp_path: Path) -> None:
+    """A second story in a kept work directory would renumber the versions: it stops first."""
+    (tmp_path / "mmgov.db").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="already holds a story's database"):
+        run_clip_story(workdir=tmp_path)
+    assert main(["--workdir", str(tmp_path)]) == 2
