@@ -217,16 +217,16 @@ def _story(
     config_source: str,
     echo: Callable[[str], None],
 ) -> None:
-    with contextlib.suppress(Conflict):  # a kept database from an earlier run has the team
+    with contextlib.suppress(Conflict):  # a --database given may already have the team
         service.create_team(db, ACTOR, TEAM)
     result.shards = built.shards
     result.finetune_losses = built.losses
-    pipeline = {name: str(path) for name, path in built.pipeline.items()}
+    pipeline = {name: str(path.resolve()) for name, path in built.pipeline.items()}
 
     v1 = service.register_version(
         db, ACTOR, model=MODEL, config=config_text, config_source=config_source,
-        weights=WeightsSource(uri=str(built.v1)), pipeline=pipeline, note="random init, seed 0",
-        team=TEAM,
+        weights=WeightsSource(uri=str(built.v1.resolve())), pipeline=pipeline,
+        note="random init, seed 0", team=TEAM,
     ).version
     result.versions.append(v1.version)
     result.config_hash = v1.config_hash
@@ -238,7 +238,7 @@ def _story(
 
     v2 = service.register_version(
         db, ACTOR, model=MODEL, config=config_text, config_source=config_source,
-        weights=WeightsSource(uri=str(built.v2)), pipeline=pipeline,
+        weights=WeightsSource(uri=str(built.v2.resolve())), pipeline=pipeline,
         note=f"fine-tuned {FINETUNED}", team=TEAM,
     ).version
     result.versions.append(v2.version)
