@@ -342,24 +342,44 @@ def verify(
     version: Annotated[int, typer.Argument(help="Version number.")],
     path: Annotated[
         Path | None,
-        typer.Argument(help="Weights file to check [default: the version's own local file]."),
+        typer.Argument(
+            help="Weights to check: a safetensors file or a sharded checkpoint "
+            "[default: the version's own local weights]."
+        ),
+    ] = None,
+    pipeline: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR: check a data pipeline directory too (repeated)."),
     ] = None,
 ) -> None:
-    """Re-hash a weights file; exit 1 naming the modules that differ from the registered ones."""
+    """Re-hash weights (and a pipeline); exit 1 naming the modules, shards or files that differ."""
     s = state(ctx)
-    check = service.check_weights(s.db, s.actor, model=name, version=version, path=path)
+    check = service.check_weights(
+        s.db, s.actor, model=name, version=version, path=path, pipeline=_pipeline(pipeline)
+    )
     modules = ", ".join(check.modules_ok) or "-"
+    checked = " and its pipeline" if check.pipeline is not None else ""
     if check.ok:
-        emit(ctx, check, f"ok: {check.path} is {name} v{version} (sha256 "
+        emit(ctx, check, f"ok: {check.path}{checked} is {name} v{version} (sha256 "
                          f"{check.actual_sha256[:12]}; modules {modules})")
         return
     changed = ", ".join(check.modules_changed + check.modules_missing + check.modules_unexpected)
     emit(ctx, check, f"modules unchanged: {modules}")
-    typer.echo(
-        f"error: {check.path} is not {name} v{version}: sha256 {check.actual_sha256[:12]}, "
-        f"registered {check.expected_sha256[:12]}; modules that differ: {changed or 'none known'}",
-        err=True,
-    )
+    problems = [f"sha256 {check.actual_sha256[:12]}, registered {check.expected_sha256[:12]}"]
+    if check.actual_sha256 != check.expected_sha256:
+        problems.append(f"modules that differ: {changed or 'none known'}")
+    if check.shards_changed or check.shards_missing:
+        shards = check.shards_changed + check.shards_missing
+        problems.append(f"shards that differ: {', '.join(shards)}")
+    if check.pipeline is not None:
+        files = [f"{c}/{f}" for c, fs in sorted(check.pipeline.changed.items()) for f in fs]
+        files += [f"{c}/{f} (new)" for c, fs in sorted(check.pipeline.added.items()) for f in fs]
+        files += [f"{c}/{f} (gone)" for c, fs in sorted(check.pipeline.removed.items()) for f in fs]
+        files += check.pipeline.components_added + check.pipeline.components_removed
+        if files:
+            problems.append(f"pipeline files that differ: {', '.join(files)}")
+    typer.echo(f"error: {check.path}{checked} is not {name} v{version}: {'; '.join(problems)}",
+               err=True)
     raise typer.Exit(1)
 
 

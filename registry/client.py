@@ -8,7 +8,7 @@ Errors form one small tree, so a serving process can catch exactly what it can s
     ├── SidecarNotFound          404: unknown model, version, alias or reference
     └── IntegrityError           bytes whose sha256 is not the one the registry recorded
 
-Torch-free: it needs only httpx and prometheus_client.
+Torch-free: it needs httpx, prometheus_client and the registry's own hashing (weights, pipeline).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,10 @@ from urllib.parse import quote
 
 import httpx
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from registry.errors import InvalidInput
+from registry.pipeline import PipelineInfo, check_pipeline
+from registry.weights import inspect_weights
 
 __all__ = [
     "IntegrityError",
@@ -87,6 +91,8 @@ class ResolvedVersion:
     module_hashes: dict[str, str] = field(default_factory=dict)
     updated_at: str = ""
     etag: str | None = None
+    weights_format: str | None = None
+    pipeline: dict[str, Any] | None = None
 
     @property
     def weights_path(self) -> Path:
@@ -101,17 +107,29 @@ class ResolvedVersion:
 
 
 def verify_weights(path: str | os.PathLike[str], sha256: str) -> None:
-    """Check a weights file against its recorded sha256, reading it in 1 MiB chunks.
+    """Check weights against their recorded digest.
+
+    A single file is streamed in 1 MiB chunks (its plain sha256); a sharded checkpoint (its
+    directory or ``*.safetensors.index.json``) is re-inspected shard by shard and compared by
+    its manifest digest.
 
     Raises:
         FileNotFoundError: no such file.
-        IntegrityError: the digest differs (names both digests).
+        IntegrityError: the digest differs (names both digests), or a shard is missing or
+            malformed.
     """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    actual = digest.hexdigest()
+    target = Path(path)
+    if target.is_dir() or target.name.endswith(".json"):
+        try:
+            actual = inspect_weights(str(target.absolute())).sha256
+        except InvalidInput as exc:
+            raise IntegrityError(f"{path}: {exc.detail}") from exc
+    else:
+        digest = hashlib.sha256()
+        with open(target, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+        actual = digest.hexdigest()
     if actual != sha256.lower():
         raise IntegrityError(
             f"{path}: sha256 {actual[:16]}… but the registry records {sha256[:16]}…"
@@ -153,7 +171,9 @@ class RegistryClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
-            base_url=url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout,
+            base_url=url.rstrip("/") + "/api/v1",
+            headers=headers,
+            timeout=timeout,
             transport=transport,
         )
         self._cache: dict[tuple[str, str], ResolvedVersion] = {}
@@ -214,11 +234,18 @@ class RegistryClient:
         try:
             body = response.json()
             resolved = ResolvedVersion(
-                model=str(body["model"]), alias=str(body["alias"]), version=int(body["version"]),
-                config_hash=str(body["config_hash"]), config=dict(body["config"]),
-                weights_uri=str(body["weights_uri"]), weights_sha256=str(body["weights_sha256"]),
+                model=str(body["model"]),
+                alias=str(body["alias"]),
+                version=int(body["version"]),
+                config_hash=str(body["config_hash"]),
+                config=dict(body["config"]),
+                weights_uri=str(body["weights_uri"]),
+                weights_sha256=str(body["weights_sha256"]),
                 module_hashes=dict(body.get("module_hashes") or {}),
-                updated_at=str(body.get("updated_at", "")), etag=response.headers.get("etag"),
+                updated_at=str(body.get("updated_at", "")),
+                etag=response.headers.get("etag"),
+                weights_format=body.get("weights_format"),
+                pipeline=body.get("pipeline"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SidecarUnavailable(f"GET {path}: unreadable answer: {exc}") from exc
@@ -245,13 +272,47 @@ class RegistryClient:
         blob = response.content
         actual = hashlib.sha256(blob).hexdigest()
         if actual != expected.lower():
-            raise IntegrityError(f"reference of {name} v{version}: sha256 {actual[:16]}… but "
-                                 f"the registry sent {expected[:16]}…")
+            raise IntegrityError(
+                f"reference of {name} v{version}: sha256 {actual[:16]}… but "
+                f"the registry sent {expected[:16]}…"
+            )
         return fmt, blob
 
     def verify_weights(self, path: str | os.PathLike[str], sha256: str) -> None:
         """Same as the module-level :func:`verify_weights`."""
         verify_weights(path, sha256)
+
+    def verify_pipeline(
+        self, resolved: ResolvedVersion, components: Mapping[str, str | os.PathLike[str]]
+    ) -> None:
+        """Check the data pipeline directories a serving process loads against the version's.
+
+        Raises:
+            IntegrityError: the version recorded no pipeline, or a file differs (named), or a
+                directory is missing or refused.
+        """
+        if resolved.pipeline is None:
+            raise IntegrityError(f"{resolved.model} v{resolved.version} recorded no pipeline")
+        try:
+            check = check_pipeline(
+                PipelineInfo.from_json(resolved.pipeline),
+                {name: Path(d).absolute() for name, d in components.items()},
+            )
+        except InvalidInput as exc:
+            raise IntegrityError(
+                f"pipeline of {resolved.model} v{resolved.version}: {exc.detail}"
+            ) from exc
+        if not check.ok:
+            diff = check.diff
+            files = [
+                f"{c}/{f}"
+                for c, fs in sorted({**diff.changed, **diff.added, **diff.removed}.items())
+                for f in fs
+            ]
+            files += diff.components_added + diff.components_removed
+            raise IntegrityError(
+                f"pipeline of {resolved.model} v{resolved.version} differs: {', '.join(files)}"
+            )
 
     def watch(
         self,
@@ -275,8 +336,10 @@ class RegistryClient:
         stop = threading.Event()
         with self._lock:
             known = self._cache.get((name, alias))
-        state: dict[str, Any] = {"seen": (known.version, known.etag) if known else None,
-                                 "failing": None}
+        state: dict[str, Any] = {
+            "seen": (known.version, known.etag) if known else None,
+            "failing": None,
+        }
 
         def poll_once() -> None:
             try:
@@ -284,8 +347,12 @@ class RegistryClient:
             except SidecarError as exc:
                 self.errors.labels(exc.reason).inc()
                 if state["failing"] != exc.reason:
-                    _log.warning("registry sidecar call failed (%s): %s; keeping version %s",
-                                 exc.reason, exc, state["seen"][0] if state["seen"] else None)
+                    _log.warning(
+                        "registry sidecar call failed (%s): %s; keeping version %s",
+                        exc.reason,
+                        exc,
+                        state["seen"][0] if state["seen"] else None,
+                    )
                     state["failing"] = exc.reason
                 return
             if state["failing"] is not None:

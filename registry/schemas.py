@@ -8,6 +8,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.diff import PipelineChanges
+
 Role = Literal["reader", "maintainer", "admin"]
 T = TypeVar("T")
 
@@ -98,6 +100,9 @@ class WeightsCheck(_Frozen):
     modules_changed: list[str]
     modules_missing: list[str]
     modules_unexpected: list[str]
+    shards_changed: list[str] = Field(default_factory=list)
+    shards_missing: list[str] = Field(default_factory=list)
+    pipeline: PipelineChanges | None = None
 
 
 class RegisterResult(_Frozen):

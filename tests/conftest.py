@@ -103,3 +103,29 @@ def make_config() -> Callable[..., CanonicalConfig]:
 def make_weights() -> Callable[..., WeightsInfo]:
     """Factory of remote weights whose sha256 depends on ``tag``."""
     return _make_weights
+
+
+def write_safetensors(
+    path: Path, tag: str = "a", modules: tuple[str, ...] = ("vision", "text")
+) -> Path:
+    """Write a small real safetensors file (one U8 tensor per module, bytes derived from ``tag``).
+
+    Returns:
+        ``path``.
+    """
+    import json
+
+    tensors = {f"{m}.w": hashlib.sha256(f"{tag}/{m}".encode()).digest() for m in modules}
+    header: dict[str, object] = {}
+    offset = 0
+    for name, data in tensors.items():
+        header[name] = {
+            "dtype": "U8",
+            "shape": [len(data)],
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"".join(tensors.values()))
+    return path

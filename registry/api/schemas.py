@@ -195,6 +195,10 @@ class ResolvedAliasPublic(BaseModel):
     weights_bytes: int | None
     module_hashes: dict[str, str]
     updated_at: datetime
+    schema_version: int | None = None
+    weights_format: str | None = None
+    module_grouping: dict[str, Any] | None = None
+    pipeline: dict[str, Any] | None = None
 
 
 class DiffPublic(VersionDiff):

@@ -43,6 +43,16 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      f"{V1}/models/mm/versions/1/reference?{REF}", b"profile-bytes", (401, 403, 200, 200, 404)),
     ("GET", "/api/v1/models/{name}/versions/{version}/reference",
      f"{V1}/models/mm/versions/2/reference", None, (401, 200, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/schema", f"{V1}/models/mm/schema",
+     {"document": {"type": "object"}}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/schema", f"{V1}/models/mm/schema", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/schema/versions", f"{V1}/models/mm/schema/versions", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/schema/versions/{version}",
+     f"{V1}/models/mm/schema/versions/1", None, (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/schema/diff", f"{V1}/models/mm/schema/diff?from=1&to=1",
+     None, (401, 200, 200, 200, 404)),
     ("GET", "/api/v1/audit", f"{V1}/audit", None, (401, 200, 200, 200, 200)),
     ("GET", "/api/v1/audit/verify", f"{V1}/audit/verify", None, (401, 200, 200, 200, 200)),
     # User tokens never open the webhook: it takes the separate alerts token.
@@ -98,7 +108,8 @@ class TestFailClosed:
 
 @pytest.fixture
 def populated(registry_db: Registry) -> Registry:
-    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2."""
+    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, and
+    a config schema (v1) set after the versions."""
     from registry.config import canonicalize
     from registry.weights import inspect_weights
 
@@ -113,6 +124,7 @@ def populated(registry_db: Registry) -> Registry:
         service.promote(registry_db.db, CLI_ADMIN, model="mm", version=version, alias="production")
     service.attach_reference(registry_db.db, CLI_ADMIN, model="mm", version=2, fmt="npz-v1",
                              blob=b"ref", n_samples=3, modules=["image_encoder"])
+    service.set_schema(registry_db.db, CLI_ADMIN, model="mm", schema={"type": "object"})
     return registry_db
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from registry.models import ModelVersion
 from tests.api.conftest import SEED_CONFIG, Registry, remote_version_body
+from tests.conftest import write_safetensors
 
 V1 = "/api/v1"
 
@@ -92,10 +93,8 @@ class TestVersions:
     def test_local_path_only_under_weights_roots(self, client: TestClient, registry_db: Registry,
                                                  tmp_path):
         """A local weights file is accepted inside MMGOV_WEIGHTS_ROOTS and refused outside."""
-        inside = registry_db.weights_root / "w.bin"
-        inside.write_bytes(b"weights")
-        outside = tmp_path / "w.bin"
-        outside.write_bytes(b"weights")
+        inside = write_safetensors(registry_db.weights_root / "w.safetensors")
+        outside = write_safetensors(tmp_path / "w.safetensors")
         h = registry_db.headers("maintainer")
         body = remote_version_body(1)
         body.pop("weights_sha256")
@@ -105,7 +104,9 @@ class TestVersions:
         r = client.post(f"{V1}/models/mm/versions", json={**body, "weights_uri": str(inside)},
                         headers=h)
         assert r.status_code == 201, r.text
-        assert r.json()["version"]["weights_sha256"] == hashlib.sha256(b"weights").hexdigest()
+        assert r.json()["version"]["weights_sha256"] == (
+            hashlib.sha256(inside.read_bytes()).hexdigest()
+        )
 
     def test_pagination_with_link_header(self, client: TestClient, registry_db: Registry):
         """Pages follow next_cursor and the Link header, newest first, without gaps."""

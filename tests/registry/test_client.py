@@ -25,10 +25,11 @@ from registry.client import (
     SidecarUnavailable,
     verify_weights,
 )
-from registry.config import canonicalize, load_config_file
+from registry.config import load_config_file
 from registry.db import Database, open_database, upgrade
 from registry.schemas import Actor
-from registry.weights import inspect_weights
+from registry.service import WeightsSource
+from tests.conftest import write_safetensors
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = Actor(name="test-admin", team=None, role="admin")
@@ -48,13 +49,11 @@ class Sidecar:
 
 
 def _register(db: Database, tmp_path: Path, epochs: int) -> Path:
-    raw = copy.deepcopy(load_config_file(ROOT / "configs" / "model.yaml").data)
+    raw = copy.deepcopy(load_config_file(ROOT / "configs" / "model.yaml"))
     raw["training"]["epochs"] = epochs
-    path = tmp_path / f"w{epochs}.bin"
-    path.write_bytes(hashlib.sha256(str(epochs).encode()).digest() * 64)
+    path = write_safetensors(tmp_path / f"w{epochs}.safetensors", tag=str(epochs))
     service.register_version(
-        db, ADMIN, model=MODEL, config=canonicalize(raw),
-        weights=inspect_weights(str(path)), team="alpha",
+        db, ADMIN, model=MODEL, config=raw, weights=WeightsSource(uri=str(path)), team="alpha",
     )
     return path
 

@@ -51,8 +51,9 @@ def _check(database: Database, numbers: list[int]) -> None:
     page = service.list_versions(database, ADMIN, "race", limit=100)
     assert [v.version for v in page.items] == list(range(N, 0, -1))
     report = service.verify_audit(database, ADMIN)
-    # One model.create (whoever won the race) plus one version.register per registration.
-    assert (report.ok, report.checked) == (True, N + 1)
+    # One team.create of the 'default' owner and one model.create (whoever won each race),
+    # plus one version.register per registration.
+    assert (report.ok, report.checked) == (True, N + 2)
 
 
 class TestConcurrentRegistration:

@@ -28,7 +28,7 @@ def _kinds(changes: list[ConfigChange]) -> list[tuple[str, str]]:
 class TestDiffConfigs:
     def test_identical_configs(self) -> None:
         """Equal configs have no changes."""
-        config = load_config_file(SEED).data
+        config = load_config_file(SEED)
         assert diff_configs(config, copy.deepcopy(config)) == []
 
     def test_nested_change_added_removed(self) -> None:

@@ -76,7 +76,11 @@ class TestRegister:
             database, admin, model="m", config=make_config(), weights=make_weights()
         )
         page = service.list_audit(database, admin)
-        assert [e.action for e in reversed(page.items)] == ["model.create", "version.register"]
+        assert [e.action for e in reversed(page.items)] == [
+            "team.create",
+            "model.create",
+            "version.register",
+        ]
         assert page.items[0].version == 1
 
     def test_bad_model_name_is_invalid_input(

@@ -63,6 +63,10 @@ async def resolve_alias(
         "weights_bytes": v.weights_bytes,
         "module_hashes": v.module_hashes,
         "updated_at": resolved.updated_at.isoformat(),
+        "schema_version": v.schema_version,
+        "weights_format": v.weights_format,
+        "module_grouping": v.module_grouping,
+        "pipeline": v.pipeline,
     }
     # Serialised by hand: this is the path serving processes poll, so skip response validation.
     return Response(
