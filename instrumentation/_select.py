@@ -95,6 +95,8 @@ def first_tensor(output: Any) -> torch.Tensor | None:
     itself; a dict-like output gives ``pooler_output``, else ``last_hidden_state``, else its
     first tensor value; a tuple or list gives its first tensor.
     """
+    if isinstance(output, torch.Tensor):  # the common case, without a call
+        return output
     value = primary_output(output)
     return value if isinstance(value, torch.Tensor) else None
 
