@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -14,22 +14,52 @@ Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = ("cls", "mean")
 
 
+PRIMARY_FIELDS: tuple[str, ...] = ("pooler_output", "last_hidden_state")
+"""Fields of a dict-like output that name its embedding, in order of preference."""
+
+
 def primary_output(output: Any) -> Any:
-    """The embedding tensor inside a module output: ``last_hidden_state``, or the first element.
+    """The one tensor that stands for a module output, for statistics, drift and references alike.
+
+    A tensor or array is itself. A mapping (dict, transformers ``ModelOutput``) or an object gives
+    its first ``PRIMARY_FIELDS`` entry that is set (``pooler_output``, the pooled embedding of a
+    ``BaseModelOutputWithPooling``, before ``last_hidden_state``); a mapping without them gives
+    its first tensor value, a tuple or list its first tensor element.
 
     Returns:
-        The tensor/array itself when ``output`` is not a container.
+        A tensor or array (anything with ``ndim``), or None when the output holds none.
     """
+    # Runs per forward of every monitored module: the branches are ordered and unrolled by cost
+    # (isinstance of a ModelOutput against tuple/list takes ~0.3 µs, a type identity ~0.03 µs).
     if hasattr(output, "ndim"):  # a tensor or an array: the common case, answered first
         return output
-    hidden = getattr(output, "last_hidden_state", None)
-    if hidden is not None:
-        return hidden
+    kind = type(output)
+    if kind is tuple or kind is list:
+        return _first_array(output)
+    if kind is not dict:
+        # A ModelOutput's fields are attributes (getattr: ~0.1 µs; its `.get` is Python, ~0.8 µs).
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is not None:
+            return pooled
+        hidden = getattr(output, "last_hidden_state", None)
+        if hidden is not None:
+            return hidden
     if isinstance(output, Mapping):
-        return next(iter(output.values())) if output else None
-    if isinstance(output, tuple | list):
-        return output[0] if output else None
-    return output
+        for key in PRIMARY_FIELDS:
+            value = output.get(key)
+            if hasattr(value, "ndim"):
+                return value
+        return _first_array(output.values())
+    if isinstance(output, tuple | list):  # subclasses, e.g. named tuples
+        return _first_array(output)
+    return None
+
+
+def _first_array(values: Iterable[Any]) -> Any:
+    for value in values:
+        if hasattr(value, "ndim"):
+            return value
+    return None
 
 
 def on_host(tensor: Any) -> bool:

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from instrumentation._drift_pooling import primary_output
+
 __all__ = ["describe_inputs", "first_tensor", "select_modules"]
 
 _GLOB_CHARS = frozenset("*?[")
@@ -87,26 +89,16 @@ def _listing(paths: set[str], limit: int = 40) -> str:
 
 
 def first_tensor(output: Any) -> torch.Tensor | None:
-    """Return the tensor that represents a module's output, or None when there is none.
+    """Return the torch tensor that represents a module's output, or None when there is none.
 
-    A Tensor is itself; a mapping (dict, transformers ModelOutput) gives `last_hidden_state`
-    when present, else its first tensor value; a tuple or list gives its first tensor.
+    The same rule as the drift monitors and reference capture (``primary_output``): a tensor is
+    itself; a dict-like output gives ``pooler_output``, else ``last_hidden_state``, else its
+    first tensor value; a tuple or list gives its first tensor.
     """
-    if isinstance(output, torch.Tensor):
+    if isinstance(output, torch.Tensor):  # the common case, without a call
         return output
-    if isinstance(output, Mapping):
-        hidden = output.get("last_hidden_state")
-        if isinstance(hidden, torch.Tensor):
-            return hidden
-        values: Any = output.values()
-    elif isinstance(output, tuple | list):
-        values = output
-    else:
-        return None
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
+    value = primary_output(output)
+    return value if isinstance(value, torch.Tensor) else None
 
 
 def describe_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
