@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -71,12 +71,18 @@ class VersionCreate(_Request):
     module_depth: int = Field(
         default=1, ge=1, le=8, description="Dotted name parts that make a module."
     )
-    module_patterns: list[str] = Field(
+    module_patterns: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list,
         max_length=64,
         description="Globs over tensor names, each making one module (tried before the depth).",
     )
-    pipeline: dict[str, str] | None = Field(
+    pipeline: (
+        dict[
+            Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")],
+            Annotated[str, Field(min_length=1, max_length=4096)],
+        ]
+        | None
+    ) = Field(
         default=None,
         max_length=16,
         description="Data pipeline directories under the weights roots, by component "
