@@ -24,8 +24,8 @@ import typer
 from pydantic import BaseModel
 from typer._click.core import Context as ClickContext  # typer vendors click; groups take this
 from typer._click.exceptions import ClickException
-from typer.exceptions import Abort as ClickAbort
 from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.exceptions import Abort as ClickAbort
 
 from registry import db as dbmod
 from registry import service
@@ -34,7 +34,6 @@ from registry.diff import render_diff
 from registry.errors import DatabaseUnavailable, InvalidInput, NotFound, RegistryError
 from registry.schemas import UNSET, Actor, Checkpoint, Unset
 from registry.weights import inspect_weights
-
 
 GLOBAL_VALUE_OPTIONS = ("--db", "--actor")
 GLOBAL_FLAGS = ("--json",)
@@ -60,23 +59,23 @@ def hoist_global_options(root: Any, args: Sequence[str]) -> list[str]:
     tokens = list(args)
     i = 0
     while i < len(tokens):
-        token = tokens[i]
-        name, eq, _ = token.partition("=")
-        if token == "--":
+        word = tokens[i]
+        name, eq, _ = word.partition("=")
+        if word == "--":
             rest += tokens[i:]
             break
         if name in GLOBAL_VALUE_OPTIONS and (eq or i + 1 < len(tokens)):
-            front += [token] if eq else [token, tokens[i + 1]]
+            front += [word] if eq else [word, tokens[i + 1]]
             i += 1 if eq else 2
             continue
-        if token in GLOBAL_FLAGS:
-            front.append(token)
+        if word in GLOBAL_FLAGS:
+            front.append(word)
         else:
-            rest.append(token)
-            sub = getattr(command, "commands", {}).get(token)
+            rest.append(word)
+            sub = getattr(command, "commands", {}).get(word)
             if sub is not None:
                 command = sub
-            elif not eq and _takes_value(command, token) and i + 1 < len(tokens):
+            elif not eq and _takes_value(command, word) and i + 1 < len(tokens):
                 rest.append(tokens[i + 1])
                 i += 1
         i += 1
