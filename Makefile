@@ -4,18 +4,26 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo test lint pytest
+COMPARE ?= .venv-compare
+
+.PHONY: install demo test lint pytest compare-venv
 
 $(STAMP): pyproject.toml constraints.txt
+	@mkdir -p $(VENV) && date +%s.%N > $(VENV)/.install-started
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[ml,dev]'
 	touch $(STAMP)
+	@echo "$$(date +%s.%N) $$(cat $(VENV)/.install-started)" \
+		| awk '{printf "%.1f\n", $$1 - $$2}' > $(VENV)/.install-seconds
+	@rm -f $(VENV)/.install-started
 
 install: $(STAMP)
 
+# The demo prints the install's seconds when this run of make did the install.
 demo: $(STAMP)
-	$(VENV)/bin/mmgov demo
+	MMGOV_INSTALL_SECONDS=$$(cat $(VENV)/.install-seconds 2>/dev/null; rm -f $(VENV)/.install-seconds) \
+		$(VENV)/bin/mmgov demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check registry instrumentation examples migrations tests benchmarks
@@ -27,3 +35,14 @@ pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint pytest
+
+# The comparison benchmarks' venvs (MLflow; alibi-detect and Evidently), inside the repository and
+# ignored by git; constraints.txt pins the CPU build of torch. See README.md, Benchmarks.
+$(COMPARE)/%/.installed-stamp: benchmarks/compare/%.txt constraints.txt
+	test -x $(COMPARE)/$*/bin/python || $(PYTHON) -m venv $(COMPARE)/$*
+	$(COMPARE)/$*/bin/python -m pip install -q --upgrade pip
+	$(COMPARE)/$*/bin/python -m pip install -q -c constraints.txt -r benchmarks/compare/$*.txt \
+		$(if $(filter mlflow,$*),-e .,)
+	touch $@
+
+compare-venv: $(COMPARE)/mlflow/.installed-stamp $(COMPARE)/drift/.installed-stamp

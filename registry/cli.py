@@ -116,15 +116,16 @@ class _Root(TyperGroup):
             return super().invoke(ctx)
         except RegistryError as exc:
             obj = ctx.obj if isinstance(ctx.obj, CliState) else None
+            json_mode = obj is not None and obj.json
             detail = exc.detail
             extra: dict[str, str] = {}
             if obj is not None and obj.opened and isinstance(exc, NotFound):
                 # "model not found" alone hides that the wrong database was looked at.
                 extra["database"] = dbmod.describe_url(obj.url)
-                detail = f"{detail} (database {extra['database']})"
+                if not json_mode:
+                    detail = f"{detail} (database {extra['database']})"
             code = 2 if isinstance(exc, InvalidInput) else 1
-            print_error(obj is not None and obj.json, detail, kind=_error_kind(exc),
-                        exit_code=code, **extra)
+            print_error(json_mode, detail, kind=_error_kind(exc), exit_code=code, **extra)
             raise typer.Exit(code) from None
 
     def main(self, args: Sequence[str] | None = None, *pos: Any, **kwargs: Any) -> Any:
