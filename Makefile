@@ -2,26 +2,32 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+ML_STAMP := $(VENV)/.installed-ml
 PYTHON ?= python3
 
 COMPARE ?= .venv-compare
 
 .PHONY: install demo test lint pytest compare-venv
 
-$(STAMP): pyproject.toml constraints.txt
+# The demo needs only the ml extra; tests and lint add the dev tools on top.
+$(ML_STAMP): pyproject.toml constraints.txt
 	@mkdir -p $(VENV) && date +%s.%N > $(VENV)/.install-started
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[ml,dev]'
-	touch $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[ml]'
+	touch $(ML_STAMP)
 	@echo "$$(date +%s.%N) $$(cat $(VENV)/.install-started)" \
 		| awk '{printf "%.1f\n", $$1 - $$2}' > $(VENV)/.install-seconds
 	@rm -f $(VENV)/.install-started
 
+$(STAMP): $(ML_STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[ml,dev]'
+	touch $(STAMP)
+
 install: $(STAMP)
 
 # The demo prints the install's seconds when this run of make did the install.
-demo: $(STAMP)
+demo: $(ML_STAMP)
 	MMGOV_INSTALL_SECONDS=$$(cat $(VENV)/.install-seconds 2>/dev/null; rm -f $(VENV)/.install-seconds) \
 		$(VENV)/bin/mmgov demo
 
