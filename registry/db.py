@@ -173,8 +173,8 @@ def create_db_engine(url: str, *, create: bool = True) -> Engine:
         The engine.
 
     Raises:
-        InvalidInput: if the URL cannot be parsed or names an unsupported database, or
-            ``MMGOV_SQLITE_SYNCHRONOUS`` is invalid (for SQLite).
+        InvalidInput: if the URL cannot be parsed or names an unsupported database,
+            ``MMGOV_SQLITE_SYNCHRONOUS`` is invalid, or a SQLite file's directory cannot be made.
     """
     parsed = make_url(normalize_url(url))
     backend = parsed.get_backend_name()
@@ -183,7 +183,11 @@ def create_db_engine(url: str, *, create: bool = True) -> Engine:
             raise InvalidInput("SQLite needs a file path: an in-memory database is not shared")
         synchronous = sqlite_synchronous()
         if create:
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidInput(f"cannot create {folder} for {url}: {exc.strerror}") from exc
         # Pooled: opening a connection and running its pragmas costs ~0.5 ms, and closing the
         # last one checkpoints and removes the WAL, which cost more than the transaction.
         # Unbounded overflow: like the NullPool before it, a burst of threads never waits.
