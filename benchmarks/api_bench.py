@@ -14,11 +14,11 @@ The floor is measured in the same run, the same way: the smallest ASGI app
 client, the loopback and the server cost on this machine are in the table next to mmgov.
 
 MLflow's ``GET /api/2.0/mlflow/registered-models/alias`` is measured the same way when
-``mlflow`` is importable. It is not a dependency of mmgov; install it in a separate venv::
+``mlflow`` is importable. It is not a dependency of mmgov; ``make compare-venv`` installs it with
+mmgov in a separate venv inside the repository (ignored by git), which then runs this script::
 
-    python -m venv /tmp/mlflow-cmp && /tmp/mlflow-cmp/bin/pip install -c constraints.txt \
-        -e . mlflow pytest
-    /tmp/mlflow-cmp/bin/python benchmarks/api_bench.py
+    make compare-venv
+    .venv-compare/mlflow/bin/python benchmarks/api_bench.py
 """
 
 from __future__ import annotations

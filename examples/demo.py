@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +45,7 @@ from registry.diff import render_diff
 from registry.errors import Conflict
 from registry.schemas import Actor
 
-__all__ = ["DemoResult", "default_config_path", "run_demo"]
+__all__ = ["DemoResult", "default_config_path", "latency_buckets", "render_summary", "run_demo"]
 
 ACTOR = Actor(name="mmgov-demo", team=None, role="admin")
 TEAM = "demo"
@@ -58,6 +60,8 @@ FALSE_ALARM_RATE = 0.01
 SWAP_TIMEOUT_S = 60.0
 V2_CHANGES = {"fusion_type": "cross_attention", "learning_rate": 1e-4}
 STEPS = 5
+INSTALL_SECONDS_ENV = "MMGOV_INSTALL_SECONDS"
+"""Set by `make demo` to the seconds its install step took, so the demo can print the total."""
 
 
 def default_config_path() -> Path:
@@ -79,6 +83,7 @@ class DemoResult:
     workdir: str
     database: str
     api_url: str
+    kept: bool = False
     versions: list[int] = field(default_factory=list)
     config_changes: list[str] = field(default_factory=list)
     modules_changed: list[str] = field(default_factory=list)
@@ -88,8 +93,11 @@ class DemoResult:
     failure_log: dict[str, Any] = field(default_factory=dict)
     served_after_rollback: int | None = None
     audit_events: int = 0
+    audit_listed: list[int] = field(default_factory=list)
     audit_ok: bool = False
     seconds: float = 0.0
+    install_seconds: float | None = None
+    removed_bytes: int | None = None
 
 
 class _LogTee(io.StringIO):
@@ -151,21 +159,28 @@ class _Progress:
         self.echo(f"      {text}")
 
 
-def _histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Prometheus' histogram_quantile over cumulative ``(le, count)`` buckets (linear within)."""
+def latency_buckets(buckets: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """Bucket bounds of the median and the slowest call from cumulative ``(le, count)`` buckets.
+
+    A histogram of a few calls says only which buckets they fell in; interpolating quantiles
+    inside a bucket would invent figures.
+
+    Returns:
+        ``(lower, upper)`` seconds of the bucket holding the median, and the upper bound of the
+        bucket holding the slowest call (``inf`` past the last bucket).
+    """
     buckets = sorted(buckets)
-    total = buckets[-1][1]
+    total = buckets[-1][1] if buckets else 0.0
     if total == 0:
-        return float("nan")
-    rank = q * total
-    lower, below = 0.0, 0.0
+        return float("nan"), float("nan"), float("nan")
+    lower, below, median = 0.0, 0.0, (float("nan"), float("nan"))
     for le, count in buckets:
-        if count >= rank:
-            if le == float("inf"):
-                return lower
-            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        if count >= total / 2 and below < total / 2:
+            median = (lower, le)
+        if count >= total:
+            return median[0], median[1], le
         lower, below = le, count
-    return lower
+    return median[0], median[1], float("inf")
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float, str]]]:
@@ -184,10 +199,14 @@ def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float, str]]]:
 
 
 def module_metrics(scraped: Mapping[str, Any], version: int) -> dict[str, dict[str, float]]:
-    """Calls, p50/p99 latency (ms) and output stats per module of ``version`` from a scrape.
+    """Calls, latency (ms) and output stats per module of ``version`` from a scrape.
+
+    ``mean_ms`` is exact (the histogram's sum over its count); ``p50_low_ms``/``p50_high_ms``
+    bound the bucket of the median call and ``max_le_ms`` that of the slowest.
 
     Returns:
-        ``{module: {"calls", "errors", "p50_ms", "p99_ms", "mean", "std", "norm"}}``.
+        ``{module: {"calls", "errors", "mean_ms", "p50_low_ms", "p50_high_ms", "max_le_ms",
+        "mean", "std", "norm"}}``.
     """
     out: dict[str, dict[str, float]] = {}
     v = str(version)
@@ -210,8 +229,15 @@ def module_metrics(scraped: Mapping[str, Any], version: int) -> dict[str, dict[s
             if labels["module"] == module
         ]
         if buckets:
-            stats["p50_ms"] = _histogram_quantile(0.5, buckets) * 1e3
-            stats["p99_ms"] = _histogram_quantile(0.99, buckets) * 1e3
+            low, high, slowest = latency_buckets(buckets)
+            stats["p50_low_ms"], stats["p50_high_ms"] = low * 1e3, high * 1e3
+            stats["max_le_ms"] = slowest * 1e3
+        total = [v for labels, v in rows("mmgov_module_latency_seconds", "_sum")
+                 if labels["module"] == module]
+        count = [v for labels, v in rows("mmgov_module_latency_seconds", "_count")
+                 if labels["module"] == module]
+        if total and count and count[0] > 0:
+            stats["mean_ms"] = total[0] / count[0] * 1e3
         for stat in ("mean", "std", "norm"):
             for labels, value in rows(f"mmgov_module_output_{stat}"):
                 if labels["module"] == module:
@@ -245,16 +271,33 @@ def _register(
     return result.version.version
 
 
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _install_seconds() -> float | None:
+    try:
+        return float(os.environ[INSTALL_SECONDS_ENV])
+    except (KeyError, ValueError):
+        return None
+
+
 def run_demo(
     *,
     db_url: str | None = None,
-    workdir: Path | None = None,
+    keep: Path | None = None,
     config_path: Path | None = None,
     model_name: str | None = None,
     echo: Callable[[str], None] = print,
     threads: int = 2,
+    started: float | None = None,
 ) -> DemoResult:
     """Run the five demo steps against a real admin API on loopback and print what happens.
+
+    Weights and the SQLite file go to ``keep`` (made if missing, left in place), or else to a
+    new temporary directory that is removed at the end, also when a step fails. ``started``
+    (a `time.perf_counter` reading) is when the demo's own clock starts, e.g. before importing
+    torch; default: now.
 
     Returns:
         The computed figures.
@@ -264,19 +307,48 @@ def run_demo(
         SidecarError: the serving side could not talk to the API.
         RuntimeError: a swap or drift scoring did not finish in time.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    work = keep if keep is not None else Path(tempfile.mkdtemp(prefix="mmgov-demo-"))
+    echo(f"mmgov demo: working directory {work}"
+         f"{' (kept: --keep)' if keep is not None else ' (temporary: removed at the end)'}")
+    removed: int | None = None
+    try:
+        result = _run(work, db_url=db_url, config_path=config_path, model_name=model_name,
+                      echo=echo, threads=threads)
+    finally:
+        if keep is None:
+            removed = _tree_bytes(work)
+            shutil.rmtree(work, ignore_errors=True)
+            echo(f"mmgov demo: removed {work} ({removed / 1e6:.0f} MB; "
+                 "`mmgov demo --keep DIR` keeps the files)")
+    result.kept = keep is not None
+    result.removed_bytes = removed
+    result.install_seconds = _install_seconds()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run(
+    work: Path,
+    *,
+    db_url: str | None,
+    config_path: Path | None,
+    model_name: str | None,
+    echo: Callable[[str], None],
+    threads: int,
+) -> DemoResult:
     torch.set_num_threads(threads)
     configure_logging(json=True)
     tee = _LogTee()
     # Keep the processors configure_logging set; only send the rendered lines to the tee.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(tee))
-    work = workdir or Path(tempfile.mkdtemp(prefix="mmgov-demo-"))
-    work.mkdir(parents=True, exist_ok=True)
     url = db_url or f"sqlite:///{work / 'mmgov-demo.db'}"
     base = canonicalize(load_config_file(config_path or default_config_path()))
     name = model_name or str(base.data["model"]["name"])
-    echo(f"mmgov demo: working directory {work}")
-    echo(f"mmgov demo: database {dbmod.safe_url(url)}")
+    echo(f"mmgov demo: database {dbmod.safe_url(url)}"
+         f"{'' if db_url is None else ' (yours: the demo model and its events stay there)'}")
     progress = _Progress(echo)
 
     dbmod.upgrade(url)
@@ -369,15 +441,17 @@ def run_demo(
                 raise RuntimeError("drift scoring did not finish in time")
             scraped = scrape(metrics_url)
             result.module_metrics = module_metrics(scraped, v2)
-            progress.detail(f"from {metrics_url} (version=\"{v2}\"):")
-            progress.detail(f"{'module':<14}{'calls':>7}{'p50 ms':>9}{'p99 ms':>9}"
-                            f"{'mean':>9}{'std':>9}{'norm':>10}")
+            progress.detail(f"from {metrics_url} (version=\"{v2}\"); mean ms is the "
+                            "histogram's sum/count (exact), the others are bucket bounds:")
+            progress.detail(f"{'module':<14}{'calls':>6}{'mean ms':>9}{'median in (ms)':>17}"
+                            f"{'max <= ms':>10}{'mean':>9}{'std':>9}{'norm':>9}")
             for module in MODULE_NAMES:
                 s = result.module_metrics.get(module, {})
+                median = f"({s.get('p50_low_ms', 0):g}, {s.get('p50_high_ms', 0):g}]"
                 progress.detail(
-                    f"{module:<14}{s.get('calls', 0):>7.0f}{s.get('p50_ms', 0):>9.2f}"
-                    f"{s.get('p99_ms', 0):>9.2f}{s.get('mean', 0):>9.4f}{s.get('std', 0):>9.4f}"
-                    f"{s.get('norm', 0):>10.2f}"
+                    f"{module:<14}{s.get('calls', 0):>6.0f}{s.get('mean_ms', 0):>9.2f}"
+                    f"{median:>17}{s.get('max_le_ms', 0):>10g}{s.get('mean', 0):>9.4f}"
+                    f"{s.get('std', 0):>9.4f}{s.get('norm', 0):>9.2f}"
                 )
             clean = drift_scores(scraped, v2)
             progress.detail("drift score on clean inputs (1.0 = threshold): " + ", ".join(
@@ -435,9 +509,19 @@ def run_demo(
             result.served_after_rollback = loop.current.version
             progress.detail(f"serving loop now serves v{loop.current.version}; module metrics "
                             f"carry version={','.join(versions_seen)}")
-            audit = service.list_audit(db, ACTOR, model=name, limit=100)
-            for event in sorted(audit.items, key=lambda e: e.seq):
-                progress.detail(f"#{event.seq:<3} {event.action:<18} "
+            events: list[Any] = []
+            cursor: str | None = None
+            while True:  # every event of the database, not only the model's (team, token …)
+                page = service.list_audit(db, ACTOR, limit=100, cursor=cursor)
+                events += page.items
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            result.audit_listed = sorted(e.seq for e in events)
+            progress.detail(f"audit log of {dbmod.safe_url(url)}: all {len(events)} events")
+            width = max(len(e.model or "-") for e in events) + 2
+            for event in sorted(events, key=lambda e: e.seq):
+                progress.detail(f"#{event.seq:<3} {event.action:<18} {event.model or '-':<{width}}"
                                 f"{'v' + str(event.version) if event.version else '-':<4}"
                                 f"by {event.actor}  hash {event.hash[:12]}")
             report = service.verify_audit(db, ACTOR)
@@ -448,7 +532,6 @@ def run_demo(
                 f"{report.head_hash[:12]}" if report.ok
                 else f"audit chain BROKEN at #{report.first_bad_seq}: {report.reason}"
             )
-        result.seconds = time.perf_counter() - started
         return result
     finally:
         if loop is not None:
@@ -478,5 +561,15 @@ def render_summary(result: DemoResult) -> str:
         f"  audit chain:           {'verified' if result.audit_ok else 'BROKEN'} "
         f"({result.audit_events} events)",
         f"  database:              {result.database}",
-        f"  wall time:             {result.seconds:.1f} s",
+        f"  files:                 {_files_line(result)}",
+        f"  demo time:             {result.seconds:.1f} s",
+        *([f"  install (make demo):   {result.install_seconds:.1f} s; install + demo "
+           f"{result.install_seconds + result.seconds:.1f} s"]
+          if result.install_seconds is not None else []),
     ])
+
+
+def _files_line(result: DemoResult) -> str:
+    if result.kept:
+        return f"kept in {result.workdir}"
+    return f"removed ({(result.removed_bytes or 0) / 1e6:.0f} MB in {result.workdir})"

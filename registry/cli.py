@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import importlib.metadata
 import json
 import pkgutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,27 +23,126 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 from typer._click.core import Context as ClickContext  # typer vendors click; groups take this
-from typer.core import TyperGroup
+from typer._click.exceptions import ClickException
+from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.exceptions import Abort as ClickAbort
 
 from registry import db as dbmod
 from registry import service
 from registry.config import read_config_file
 from registry.diff import render_diff
-from registry.errors import InvalidInput, RegistryError
+from registry.errors import DatabaseUnavailable, InvalidInput, NotFound, RegistryError
 from registry.schemas import UNSET, Actor, Checkpoint, Unset
 from registry.service import WeightsSource
 from registry.weights import ModuleGrouping
 
+GLOBAL_VALUE_OPTIONS = ("--db", "--actor")
+GLOBAL_FLAGS = ("--json",)
+"""Global options, accepted before or after the command (`hoist_global_options`)."""
+
+
+def _takes_value(command: Any, token: str) -> bool:
+    for param in getattr(command, "params", ()):
+        if token in getattr(param, "opts", ()) and param.param_type_name == "option":
+            return not (param.is_flag or param.count)
+    return False
+
+
+def hoist_global_options(root: Any, args: Sequence[str]) -> list[str]:
+    """Return ``args`` with the global options moved in front of the command.
+
+    Walks the command path so a value of a command's own option (``--note --json``) stays
+    where it is; everything after ``--`` is left alone.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    command = root
+    tokens = list(args)
+    i = 0
+    while i < len(tokens):
+        word = tokens[i]
+        name, eq, _ = word.partition("=")
+        if word == "--":
+            rest += tokens[i:]
+            break
+        if name in GLOBAL_VALUE_OPTIONS and (eq or i + 1 < len(tokens)):
+            front += [word] if eq else [word, tokens[i + 1]]
+            i += 1 if eq else 2
+            continue
+        if word in GLOBAL_FLAGS:
+            front.append(word)
+        else:
+            rest.append(word)
+            sub = getattr(command, "commands", {}).get(word)
+            if sub is not None:
+                command = sub
+            elif not eq and _takes_value(command, word) and i + 1 < len(tokens):
+                rest.append(tokens[i + 1])
+                i += 1
+        i += 1
+    return front + rest
+
+
+def _error_kind(exc: Exception) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in type(exc).__name__).lstrip("_")
+
+
+def print_error(json_mode: bool, detail: str, *, kind: str, exit_code: int, **extra: Any) -> None:
+    """Print one error line on stderr: ``error: …``, or a JSON object under --json."""
+    if json_mode:
+        body = {"error": kind, "detail": detail, "exit_code": exit_code, **extra}
+        typer.echo(json.dumps(body, sort_keys=True, ensure_ascii=False), err=True)
+    else:
+        typer.echo(f"error: {detail}", err=True)
+
+
+def fail(ctx: ClickContext, detail: str, *, kind: str, exit_code: int = 1) -> typer.Exit:
+    """Print one error line (JSON under --json) and return the `typer.Exit` to raise."""
+    obj = ctx.find_root().obj
+    print_error(isinstance(obj, CliState) and obj.json, detail, kind=kind, exit_code=exit_code)
+    return typer.Exit(exit_code)
+
 
 class _Root(TyperGroup):
-    """Root group: a RegistryError becomes one `error: …` line on stderr and an exit code."""
+    """Root group: global options anywhere; a RegistryError is one error line and an exit code.
+
+    Under --json that line is a JSON object, and so is a usage error (same exit codes).
+    """
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(self, args))
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except RegistryError as exc:
-            typer.echo(f"error: {exc.detail}", err=True)
-            raise typer.Exit(2 if isinstance(exc, InvalidInput) else 1) from None
+            obj = ctx.obj if isinstance(ctx.obj, CliState) else None
+            json_mode = obj is not None and obj.json
+            detail = exc.detail
+            extra: dict[str, str] = {}
+            if obj is not None and obj.opened and isinstance(exc, NotFound):
+                # "model not found" alone hides that the wrong database was looked at.
+                extra["database"] = dbmod.describe_url(obj.url)
+                if not json_mode:
+                    detail = f"{detail} (database {extra['database']})"
+            code = 2 if isinstance(exc, InvalidInput) else 1
+            print_error(json_mode, detail, kind=_error_kind(exc), exit_code=code, **extra)
+            raise typer.Exit(code) from None
+
+    def main(self, args: Sequence[str] | None = None, *pos: Any, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        before = argv[: argv.index("--")] if "--" in argv else argv
+        if "--json" not in before or kwargs.get("standalone_mode") is False:
+            return super().main(argv, *pos, **kwargs)
+        try:
+            code = super().main(argv, *pos, **{**kwargs, "standalone_mode": False})
+        except ClickException as exc:
+            print_error(True, exc.format_message(), kind="usage", exit_code=exc.exit_code)
+            sys.exit(exc.exit_code)
+        except ClickAbort:
+            print_error(True, "aborted", kind="aborted", exit_code=1)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 class _AuditGroup(TyperGroup):
@@ -53,8 +154,34 @@ class _AuditGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+def _option_metavar(self: TyperOption, ctx: ClickContext) -> str | None:
+    if self.metavar is not None:
+        return self.metavar
+    if self.is_flag or self.count:
+        return None
+    return (self.name or "value").upper().replace("_", "-")
+
+
+def _argument_usage(self: TyperArgument) -> str:
+    name = (self.metavar or self.name or "arg").upper()
+    name = name if self.required else f"[{name}]"
+    return f"{name}..." if self.nargs != 1 else name
+
+
+# Typer 0.29 labels every value with its Python type (`<str>`, `<bool>`, `{config}`); `mmgov`
+# help shows click's conventional NAME metavars instead, and no type on positional arguments.
+TyperOption.display_type_rich = _option_metavar  # type: ignore[method-assign]
+TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign]
+TyperArgument._rich_display_name = lambda self: _argument_usage(self).strip("[]")  # type: ignore[method-assign]
+
 app = typer.Typer(
-    cls=_Root, no_args_is_help=True, add_completion=False, help="mmgov model registry."
+    cls=_Root,
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="mmgov model registry: versions, aliases, audit log.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema: upgrade, current revision.")
 audit_app = typer.Typer(cls=_AuditGroup, help="Audit log: list, verify, export a checkpoint.")
@@ -70,19 +197,39 @@ app.add_typer(team_app, name="team")
 
 @dataclass
 class CliState:
-    """Global options, and the database opened on first use."""
+    """Global options, and the database opened on first use.
+
+    Commands that can start a registry (`register`, `team create`) use `db`, which creates and
+    migrates a new SQLite file; every other command uses `existing_db`, which never creates a
+    file or directory and says which database it looked for.
+    """
 
     url: str
     actor: Actor
     json: bool
+    url_given: bool = False
+    """Whether --db was given on the command line (the demo uses its own database otherwise)."""
     _db: dbmod.Database | None = field(default=None, repr=False)
 
     @property
-    def db(self) -> dbmod.Database:
-        """The database, opened (and checked to be at head) on first use."""
+    def opened(self) -> bool:
+        """Whether a command opened the database."""
+        return self._db is not None
+
+    def _open(self, *, create: bool) -> dbmod.Database:
         if self._db is None:
-            self._db = dbmod.open_database(self.url)
+            self._db = dbmod.open_database(self.url, create=create)
         return self._db
+
+    @property
+    def db(self) -> dbmod.Database:
+        """The database for a change, created (embedded SQLite) and checked to be at head."""
+        return self._open(create=True)
+
+    @property
+    def existing_db(self) -> dbmod.Database:
+        """The database, checked to be at head; a missing SQLite file is an error."""
+        return self._open(create=False)
 
     def close(self) -> None:
         """Dispose of the database's connections, if it was opened."""
@@ -104,26 +251,57 @@ def _os_user() -> str:
         return "unknown"
 
 
+def _version_callback(value: bool) -> None:
+    if value:
+        try:
+            version = importlib.metadata.version("mmgov")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"mmgov {version}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", envvar="MMGOV_DATABASE_URL", help="Database URL [default: sqlite:///./mmgov.db]"
+            "--db",
+            metavar="URL",
+            envvar="MMGOV_DATABASE_URL",
+            help="Database URL (default sqlite:///./mmgov.db; postgresql://… or postgres://… "
+            "for PostgreSQL).",
         ),
     ] = None,
     actor: Annotated[
         str | None,
-        typer.Option(envvar="MMGOV_ACTOR", help="Audit log actor [default: OS user]."),
+        typer.Option(
+            metavar="NAME",
+            envvar="MMGOV_ACTOR",
+            help="Who the audit log records (default: the OS user).",
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts (errors too, on stderr).")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version_callback, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
-    """mmgov model registry: versions, aliases, audit log."""
+    """mmgov model registry: versions, aliases, audit log.
+
+    Global options go before or after the command.
+    """
+    source = ctx.get_parameter_source("db")
     cli_state = CliState(
         url=db or dbmod.default_url(),
         actor=Actor(name=actor or _os_user(), team=None, role="admin"),
         json=as_json,
+        url_given=source is not None and source.name == "COMMANDLINE",
     )
     ctx.obj = cli_state
     ctx.call_on_close(cli_state.close)
@@ -163,6 +341,10 @@ def emit(ctx: ClickContext, data: Any, human: str) -> None:
         typer.echo(json.dumps(_plain(data), indent=2, sort_keys=True, ensure_ascii=False))
     else:
         typer.echo(human)
+
+
+def _more(next_cursor: str | None) -> str:
+    return f"\nmore: --cursor {next_cursor}" if next_cursor is not None else ""
 
 
 def _expected(raw: str | None) -> int | Unset | None:
@@ -256,7 +438,7 @@ def register(
 def models(ctx: typer.Context) -> None:
     """List models."""
     s = state(ctx)
-    found = service.list_models(s.db, s.actor)
+    found = service.list_models(s.existing_db, s.actor)
     rows = [(m.name, m.team, m.latest_version, m.created_at, m.description) for m in found]
     emit(ctx, found, table(["NAME", "TEAM", "LATEST", "CREATED", "DESCRIPTION"], rows))
 
@@ -265,11 +447,14 @@ def models(ctx: typer.Context) -> None:
 def versions(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(metavar="CURSOR", help="Continue after a page (its next_cursor).")
+    ] = None,
 ) -> None:
     """List the versions of a model, newest first."""
     s = state(ctx)
-    page = service.list_versions(s.db, s.actor, name, limit=limit)
+    page = service.list_versions(s.existing_db, s.actor, name, limit=limit, cursor=cursor)
     rows = [
         (
             v.version,
@@ -283,7 +468,7 @@ def versions(
         for v in page.items
     ]
     headers = ["VERSION", "SEMVER", "CONFIG", "WEIGHTS", "CREATED", "BY", "NOTE"]
-    emit(ctx, page, table(headers, rows))
+    emit(ctx, page, table(headers, rows) + _more(page.next_cursor))
 
 
 @app.command()
@@ -294,7 +479,7 @@ def show(
 ) -> None:
     """Show one version: identity, weights, config."""
     s = state(ctx)
-    v = service.get_version(s.db, s.actor, name, version)
+    v = service.get_version(s.existing_db, s.actor, name, version)
     lines = [
         f"model:          {v.model}",
         f"version:        {v.version}",
@@ -331,7 +516,7 @@ def diff(
 ) -> None:
     """Show what changed between two versions."""
     s = state(ctx)
-    result = service.diff_versions(s.db, s.actor, name, a, b)
+    result = service.diff_versions(s.existing_db, s.actor, name, a, b)
     emit(ctx, result, render_diff(result))
 
 
@@ -355,7 +540,8 @@ def verify(
     """Re-hash weights (and a pipeline); exit 1 naming the modules, shards or files that differ."""
     s = state(ctx)
     check = service.check_weights(
-        s.db, s.actor, model=name, version=version, path=path, pipeline=_pipeline(pipeline)
+        s.existing_db, s.actor, model=name, version=version, path=path,
+        pipeline=_pipeline(pipeline),
     )
     modules = ", ".join(check.modules_ok) or "-"
     checked = " and its pipeline" if check.pipeline is not None else ""
@@ -378,9 +564,11 @@ def verify(
         files += check.pipeline.components_added + check.pipeline.components_removed
         if files:
             problems.append(f"pipeline files that differ: {', '.join(files)}")
-    typer.echo(f"error: {check.path}{checked} is not {name} v{version}: {'; '.join(problems)}",
-               err=True)
-    raise typer.Exit(1)
+    raise fail(
+        ctx,
+        f"{check.path}{checked} is not {name} v{version}: {'; '.join(problems)}",
+        kind="weights_mismatch",
+    )
 
 
 # --- aliases -------------------------------------------------------------------------------------
@@ -399,7 +587,12 @@ def promote(
     """Point ALIAS of model NAME at VERSION."""
     s = state(ctx)
     a = service.promote(
-        s.db, s.actor, model=name, version=version, alias=alias, expected_version=_expected(expect)
+        s.existing_db,
+        s.actor,
+        model=name,
+        version=version,
+        alias=alias,
+        expected_version=_expected(expect),
     )
     was = f" (was {a.previous_version})" if a.previous_version is not None else ""
     emit(ctx, a, f"{name}@{alias} -> version {a.version}{was}")
@@ -416,7 +609,12 @@ def rollback(
     """Move ALIAS back to where it pointed before (or to --to)."""
     s = state(ctx)
     a = service.rollback(
-        s.db, s.actor, model=name, alias=alias, to=to, expected_version=_expected(expect)
+        s.existing_db,
+        s.actor,
+        model=name,
+        alias=alias,
+        to=to,
+        expected_version=_expected(expect),
     )
     emit(ctx, a, f"{name}@{alias} rolled back to version {a.version} (was {a.previous_version})")
 
@@ -428,17 +626,20 @@ def rollback(
 def audit_list(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only this model's events.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option(metavar="CURSOR", help="Continue after a page (its next_cursor).")
+    ] = None,
 ) -> None:
     """List audit events, newest first."""
     s = state(ctx)
-    page = service.list_audit(s.db, s.actor, model=name, limit=limit)
+    page = service.list_audit(s.existing_db, s.actor, model=name, limit=limit, cursor=cursor)
     rows = [
         (e.seq, e.at, e.actor, e.action, e.model, e.version, json.dumps(e.payload, sort_keys=True))
         for e in page.items
     ]
     headers = ["SEQ", "AT", "ACTOR", "ACTION", "MODEL", "VERSION", "PAYLOAD"]
-    emit(ctx, page, table(headers, rows))
+    emit(ctx, page, table(headers, rows) + _more(page.next_cursor))
 
 
 @audit_app.command("verify")
@@ -456,15 +657,16 @@ def audit_verify(
             point = Checkpoint.model_validate_json(checkpoint.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{checkpoint}: not a readable checkpoint: {exc}") from exc
-    report = service.verify_audit(s.db, s.actor, checkpoint=point)
+    report = service.verify_audit(s.existing_db, s.actor, checkpoint=point)
     if report.ok:
         emit(ctx, report, f"ok: {report.checked} events, head {report.head_seq} {report.head_hash}")
         return
     emit(ctx, report, f"checked {report.checked} events before the first bad one")
-    typer.echo(
-        f"error: audit chain broken at seq {report.first_bad_seq}: {report.reason}", err=True
+    raise fail(
+        ctx,
+        f"audit chain broken at seq {report.first_bad_seq}: {report.reason}",
+        kind="audit_chain_broken",
     )
-    raise typer.Exit(1)
 
 
 @audit_app.command("export-checkpoint")
@@ -474,7 +676,7 @@ def audit_export_checkpoint(
 ) -> None:
     """Print (or write to FILE) the audit head as JSON; keep it outside the database."""
     s = state(ctx)
-    point = service.export_checkpoint(s.db, s.actor)
+    point = service.export_checkpoint(s.existing_db, s.actor)
     text = point.model_dump_json()
     if file is None:
         typer.echo(text)
@@ -501,7 +703,10 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_current(ctx: typer.Context) -> None:
     """Print the database's schema revision and the code's head revision."""
     s = state(ctx)
-    database = dbmod.Database(s.url)
+    path = dbmod.sqlite_path(s.url)
+    if path is not None and not path.is_file():
+        raise DatabaseUnavailable(dbmod.missing_database_message(s.url))
+    database = dbmod.Database(s.url, create=False)
     try:
         current = database.current_revision()
     finally:
@@ -553,7 +758,7 @@ def reference_attach(
         )
     tag = fmt or meta.get("format") or file.suffix.lstrip(".").lower()
     info = service.attach_reference(
-        s.db,
+        s.existing_db,
         s.actor,
         model=name,
         version=version,
@@ -581,7 +786,7 @@ def team_create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Te
 def team_list(ctx: typer.Context) -> None:
     """List teams."""
     s = state(ctx)
-    found = service.list_teams(s.db, s.actor)
+    found = service.list_teams(s.existing_db, s.actor)
     emit(
         ctx,
         found,
@@ -598,7 +803,7 @@ def token_create(
 ) -> None:
     """Create an API token and print its secret (shown only this once)."""
     s = state(ctx)
-    info, secret = service.create_token(s.db, s.actor, team=team, role=role, name=name)
+    info, secret = service.create_token(s.existing_db, s.actor, team=team, role=role, name=name)
     data = {**info.model_dump(mode="json"), "secret": secret}
     emit(ctx, data, f"token {info.id} ({team}, {role}); secret, shown only once:\n{secret}")
 
@@ -607,14 +812,15 @@ def token_create(
 def token_revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument()]) -> None:
     """Revoke an API token."""
     s = state(ctx)
-    emit(ctx, service.revoke_token(s.db, s.actor, token_id), f"token {token_id} revoked")
+    revoked = service.revoke_token(s.existing_db, s.actor, token_id)
+    emit(ctx, revoked, f"token {token_id} revoked")
 
 
 @token_app.command("list")
 def token_list(ctx: typer.Context) -> None:
     """List API tokens (never their secrets)."""
     s = state(ctx)
-    found = service.list_tokens(s.db, s.actor)
+    found = service.list_tokens(s.existing_db, s.actor)
     rows = [(t.id, t.team, t.name, t.role, t.prefix, t.created_at, t.revoked_at) for t in found]
     emit(ctx, found, table(["ID", "TEAM", "NAME", "ROLE", "PREFIX", "CREATED", "REVOKED"], rows))
 
@@ -627,7 +833,7 @@ def incidents(
 ) -> None:
     """List incidents recorded from Alertmanager."""
     s = state(ctx)
-    found = service.list_incidents(s.db, s.actor, model=model, status=status)
+    found = service.list_incidents(s.existing_db, s.actor, model=model, status=status)
     rows = [
         (i.id, i.status, i.alertname, i.model, i.version, i.module, i.starts_at, i.ends_at)
         for i in found
@@ -664,4 +870,17 @@ def main() -> None:
 
 load_extensions()
 
-__all__ = ["CliState", "app", "emit", "load_extensions", "main", "state", "table"]
+__all__ = [
+    "GLOBAL_FLAGS",
+    "GLOBAL_VALUE_OPTIONS",
+    "CliState",
+    "app",
+    "emit",
+    "fail",
+    "hoist_global_options",
+    "load_extensions",
+    "main",
+    "print_error",
+    "state",
+    "table",
+]

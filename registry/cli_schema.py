@@ -58,7 +58,7 @@ def schema_remove(
 ) -> None:
     """Stop checking MODEL's configs (recorded as a schema version without a document)."""
     s = state(ctx)
-    service.set_schema(s.db, s.actor, model=model, schema=None, note=note)
+    service.set_schema(s.existing_db, s.actor, model=model, schema=None, note=note)
     emit(ctx, {"model": model, "schema": None}, f"{model}: no config schema in force")
 
 
@@ -72,7 +72,7 @@ def schema_show(
 ) -> None:
     """Print a schema version of MODEL (the JSON document, after one header line)."""
     s = state(ctx)
-    found = service.get_schema(s.db, s.actor, model, version)
+    found = service.get_schema(s.existing_db, s.actor, model, version)
     status = "in force" if found.current else "not in force"
     header = (
         f"# {model} config schema v{found.version} ({status}), set by {found.created_by} "
@@ -88,7 +88,7 @@ def schema_list(
 ) -> None:
     """List every schema version of MODEL, oldest first."""
     s = state(ctx)
-    found = service.list_schemas(s.db, s.actor, model)
+    found = service.list_schemas(s.existing_db, s.actor, model)
     rows = [
         (
             f"{i.version}{' *' if i.current else ''}",
@@ -111,5 +111,5 @@ def schema_diff(
 ) -> None:
     """Show what changed between two schema versions of MODEL."""
     s = state(ctx)
-    found = service.diff_schemas(s.db, s.actor, model, a, b)
+    found = service.diff_schemas(s.existing_db, s.actor, model, a, b)
     emit(ctx, found, render_schema_diff(found))

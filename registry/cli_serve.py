@@ -47,11 +47,10 @@ def prepare_multiprocess_dir() -> Path:
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8080,
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL (default: the global --db).")
-    ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    port: Annotated[int, typer.Option(min=1, max=65535, metavar="PORT", help="TCP port.")] = 8080,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, metavar="N", help="Worker processes.")
+    ] = 1,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Act as a local admin for every request (loopback).")
     ] = False,
@@ -63,18 +62,19 @@ def serve(
 
     root = ctx.find_root().obj
     assert isinstance(root, CliState)
-    url = db or root.url
+    url = root.url
     if no_auth and not is_loopback(host):
         raise InvalidInput(f"--no-auth serves every caller as admin: refusing host {host!r}")
-    database = dbmod.open_database(url)  # migrates the embedded default, else SchemaNotAtHead
+    database = dbmod.open_database(url, create=False)  # SchemaNotAtHead, DatabaseUnavailable
     try:
         tokens = [t for t in service.list_tokens(database, _CHECKER) if t.revoked_at is None]
     finally:
         database.dispose()
     if not tokens and not no_auth:
         raise InvalidInput(
-            "no API token in the database: create one (`mmgov team create T`, "
-            "`mmgov token create --team T --role admin NAME`) or pass --no-auth (loopback only)"
+            f"no API token in {dbmod.describe_url(url)}: create one (`mmgov team create ml`, "
+            "then `mmgov token create --team ml --role admin --name ops`) or pass --no-auth "
+            "(loopback only)"
         )
     os.environ["MMGOV_DATABASE_URL"] = url
     os.environ["MMGOV_NO_AUTH"] = "1" if no_auth else "0"

@@ -17,11 +17,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
 
-from registry.errors import InvalidInput, SchemaNotAtHead
+from registry.errors import DatabaseUnavailable, InvalidInput, SchemaNotAtHead
 
 DEFAULT_URL = "sqlite:///./mmgov.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -50,6 +50,58 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is reported by the caller
         return "<unparsable URL>"
+
+
+def normalize_url(url: str) -> str:
+    """Return ``url`` with ``postgres://`` and ``postgresql://`` spelled as the psycopg driver's.
+
+    Both spellings are common (Heroku, libpq); SQLAlchemy would refuse the first and pick the
+    uninstalled psycopg2 for the second.
+
+    Raises:
+        InvalidInput: if the URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from exc
+    dialect, _, driver = parsed.drivername.partition("+")
+    if dialect in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    return parsed.render_as_string(hide_password=False)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the absolute file path of a SQLite URL, or None for any other database."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser().absolute()
+
+
+def describe_url(url: str) -> str:
+    """Return ``url`` with the password masked, plus the absolute file of a SQLite URL."""
+    path = sqlite_path(url)
+    shown = safe_url(url)
+    return f"{shown} ({path})" if path is not None and str(path) not in shown else shown
+
+
+@contextmanager
+def reachable(url: str) -> Iterator[None]:
+    """Turn a failure to connect to ``url`` into one `DatabaseUnavailable` line.
+
+    Raises:
+        DatabaseUnavailable: the driver could not connect (server down, no such database, …).
+    """
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        lines = str(exc.orig).splitlines() if exc.orig is not None else []
+        reason = " ".join(" ".join(line.split()) for line in lines) or type(exc).__name__
+        raise DatabaseUnavailable(f"cannot use database {describe_url(url)}: {reason}") from None
 
 
 _POOLED_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -111,27 +163,31 @@ def _on_sqlite_begin(conn: Connection) -> None:
     conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, create: bool = True) -> Engine:
     """Create an engine for ``url`` with the registry's per-dialect settings.
+
+    ``postgres://`` and ``postgresql://`` mean PostgreSQL through psycopg (`normalize_url`).
+    With ``create`` a SQLite file's missing directory is made; without, nothing on disk changes.
 
     Returns:
         The engine.
 
     Raises:
-        InvalidInput: if the URL cannot be parsed or names an unsupported database, or
-            ``MMGOV_SQLITE_SYNCHRONOUS`` is invalid (for SQLite).
+        InvalidInput: if the URL cannot be parsed or names an unsupported database,
+            ``MMGOV_SQLITE_SYNCHRONOUS`` is invalid, or a SQLite file's directory cannot be made.
     """
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise InvalidInput(f"invalid database URL {url!r}: {exc}") from exc
+    parsed = make_url(normalize_url(url))
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise InvalidInput("SQLite needs a file path: an in-memory database is not shared")
         synchronous = sqlite_synchronous()
-        if parsed.database:
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidInput(f"cannot create {folder} for {url}: {exc.strerror}") from exc
         # Pooled: opening a connection and running its pragmas costs ~0.5 ms, and closing the
         # last one checkpoints and removes the WAL, which cost more than the transaction.
         # Unbounded overflow: like the NullPool before it, a burst of threads never waits.
@@ -154,7 +210,7 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
     else:
         raise InvalidInput(
-            f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://"
+            f"unsupported database {backend!r}: use sqlite:/// or postgresql:// (psycopg)"
         )
     _POOLED_ENGINES.add(engine)
     return engine
@@ -189,9 +245,9 @@ def _retrying(
 class Database:
     """An engine plus session factories: ``read()`` for queries, ``write()`` for changes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
+        self.engine = create_db_engine(url, create=create)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = self.engine.execution_options(mmgov_write=True)
         # PostgreSQL reads through `connect` skip BEGIN and ROLLBACK: two round trips of four.
@@ -265,8 +321,12 @@ class Database:
         return _retrying(self.begin, work, retries)
 
     def current_revision(self) -> str | None:
-        """Return the Alembic revision the database is at, or None for an unversioned one."""
-        with self.engine.connect() as conn:
+        """Return the Alembic revision the database is at, or None for an unversioned one.
+
+        Raises:
+            DatabaseUnavailable: the database cannot be reached.
+        """
+        with reachable(self.url), self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def dispose(self) -> None:
@@ -296,7 +356,7 @@ def _migrate(url: str, run: Callable[[Config], None]) -> None:
     try:
         # One write transaction: on SQLite BEGIN IMMEDIATE makes concurrent upgrades wait and
         # then find the schema at head, instead of both creating the tables.
-        with engine.execution_options(mmgov_write=True).begin() as conn:
+        with reachable(url), engine.execution_options(mmgov_write=True).begin() as conn:
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             run(cfg)
@@ -305,7 +365,11 @@ def _migrate(url: str, run: Callable[[Config], None]) -> None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at ``url`` up to ``revision`` (default: head)."""
+    """Migrate the database at ``url`` up to ``revision`` (default: head); creates a SQLite file.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
     _migrate(url, lambda cfg: command.upgrade(cfg, revision))
 
 
@@ -315,34 +379,54 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def _is_empty(db: Database) -> bool:
-    with db.engine.connect() as conn:
+    with reachable(db.url), db.engine.connect() as conn:
         return not inspect(conn).get_table_names()
 
 
-def open_database(url: str | None = None) -> Database:
+def missing_database_message(url: str) -> str:
+    """Return the one line that says no database exists at ``url`` and how to make one."""
+    return (
+        f"no database at {describe_url(url)}: create it with `mmgov db upgrade` "
+        "(or a write command such as `mmgov team create`), or choose another with --db "
+        "or MMGOV_DATABASE_URL"
+    )
+
+
+def open_database(url: str | None = None, *, create: bool = True) -> Database:
     """Open the registry database and make sure its schema is at head.
 
-    An empty SQLite file (the embedded default on first use) is migrated automatically; any other
-    database must already be at head.
+    With ``create`` a missing or empty SQLite file (the embedded default on first use) is
+    created and migrated; without, a missing SQLite file is an error and nothing is written.
+    Any other database must already be at head.
 
     Returns:
         The opened database.
 
     Raises:
         SchemaNotAtHead: if the schema is behind or ahead of this code's migrations.
+        DatabaseUnavailable: the database cannot be reached, or (without ``create``) a SQLite
+            file does not exist.
         InvalidInput: if the URL is invalid or names an unsupported database.
     """
-    db = Database(url or default_url())
+    url = url or default_url()
+    path = sqlite_path(url)
+    if not create and path is not None and not path.is_file():
+        raise DatabaseUnavailable(missing_database_message(url))
+    db = Database(url, create=create)
     head = head_revision()
-    current = db.current_revision()
+    try:
+        current = db.current_revision()
+    except DatabaseUnavailable:
+        db.dispose()
+        raise
     if current == head:
         return db
-    if current is None and db.dialect == "sqlite" and _is_empty(db):
+    if create and current is None and db.dialect == "sqlite" and _is_empty(db):
         upgrade(db.url)
         return db
     db.dispose()
     raise SchemaNotAtHead(
-        f"database {safe_url(db.url)} is at revision {current or 'none'}, code expects {head}: "
+        f"database {describe_url(db.url)} is at revision {current or 'none'}, code expects {head}: "
         "run `mmgov db upgrade`"
     )
 
@@ -353,9 +437,14 @@ __all__ = [
     "alembic_config",
     "create_db_engine",
     "default_url",
+    "describe_url",
     "downgrade",
     "head_revision",
+    "missing_database_message",
+    "normalize_url",
     "open_database",
+    "reachable",
     "safe_url",
+    "sqlite_path",
     "upgrade",
 ]

@@ -8,7 +8,8 @@
     ├── PermissionDenied           the caller's token may not do this                  → 403
     ├── Unauthenticated            no token, or a token that matches none              → 401
     ├── AuditChainBroken           `verify` found a row whose hash does not match      → 500
-    └── SchemaNotAtHead            the database needs `mmgov db upgrade`               → 503
+    ├── SchemaNotAtHead            the database needs `mmgov db upgrade`               → 503
+    └── DatabaseUnavailable        the database cannot be reached or does not exist    → 503
 """
 
 from __future__ import annotations
@@ -74,10 +75,16 @@ class SchemaNotAtHead(RegistryError):
     status = 503
 
 
+class DatabaseUnavailable(RegistryError):
+    title = "Database unavailable"
+    status = 503
+
+
 __all__ = [
     "AuditChainBroken",
     "ConfigError",
     "Conflict",
+    "DatabaseUnavailable",
     "InvalidInput",
     "NotFound",
     "PermissionDenied",
