@@ -161,3 +161,32 @@ class TestSchemaRoutes:
         assert r.status_code == 422
         assert "not a safetensors file" in r.json()["detail"]
         assert _counts(registry_db)[0] == 0
+
+    def test_sharded_checkpoint_and_bad_index_over_http(
+        self, client: TestClient, registry_db: Registry
+    ):
+        """A sharded directory under the roots registers; a shard outside its folder is 422."""
+        from tests.registry.test_service_weights import _sharded
+
+        ckpt = _sharded(registry_db.weights_root / "ckpt")
+        h = registry_db.headers("maintainer")
+        r = client.post(
+            f"{V1}/models/byo/versions",
+            json={"config_yaml": SEED_TEXT, "weights_uri": str(ckpt)},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["version"]["weights_format"] == "safetensors-sharded"
+        index = json.loads((ckpt / "model.safetensors.index.json").read_text())
+        index["weight_map"]["proj.w"] = "../../outside.safetensors"
+        (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
+        before = _counts(registry_db)
+        r = client.post(
+            f"{V1}/models/byo/versions",
+            json={"config_yaml": SEED_TEXT, "weights_uri": str(ckpt)},
+            headers=h,
+        )
+        assert r.status_code == 422
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "../../outside.safetensors" in r.json()["detail"]
+        assert _counts(registry_db) == before
