@@ -25,7 +25,9 @@ $(ML_STAMP): pyproject.toml constraints.txt
 	@rm -f $(VENV)/.install-started
 
 $(STAMP): $(ML_STAMP) pyproject.toml constraints.txt
-	$(PY) -m pip install -q -c constraints.txt -e '.[ml,dev]'
+	UV_FIND_LINKS="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-}}" $(VENV)/bin/uv pip install -q \
+		--python $(PY) -c constraints.txt -e '.[ml,dev]' \
+		|| $(PY) -m pip install -q -c constraints.txt -e '.[ml,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
