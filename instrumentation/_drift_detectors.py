@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +18,27 @@ from instrumentation._drift_calibration import (
     upper_quantile,
 )
 from instrumentation._drift_parts import LogScalePart, WhitenedMeanPart
+
+MIN_REFERENCE = 256
+"""Smallest reference measured to hold the false-alarm rate (5 +- 2 % at windows of 32-500)."""
+
+
+class ReferenceTooSmallWarning(UserWarning):
+    """A detector was calibrated on fewer rows than its window and rate need."""
+
+
+def minimum_reference(window: int, false_alarm_rate: float) -> int:
+    """The smallest reference (rows) calibrated at ``window`` and ``false_alarm_rate``.
+
+    At least ``MIN_REFERENCE`` rows (``benchmarks/drift_bench.py --grid``: every detector within
+    5 +- 2 % at windows of 32 to 500 from 256 rows on), half the window (a held-out split of
+    fewer rows than the window understates its spread), and ``12.8 / rate`` rows (the null
+    quantiles come from the held-out half: it needs several rows beyond the quantile).
+
+    Returns:
+        A row count.
+    """
+    return max(MIN_REFERENCE, math.ceil(window / 2), math.ceil(12.8 / false_alarm_rate))
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,15 @@ class Detector:
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
         if n_boot < 20:
             raise ValueError(f"n_boot must be >= 20, got {n_boot}")
+        smallest = minimum_reference(window, false_alarm_rate)
+        if ref.shape[0] < smallest:
+            warnings.warn(
+                f"drift reference of {ref.shape[0]} rows is too small for windows of {window} "
+                f"at a false-alarm rate of {false_alarm_rate:g}: the rate is not guaranteed; "
+                f"use at least {smallest} rows",
+                ReferenceTooSmallWarning,
+                stacklevel=3,
+            )
         self.dim = ref.shape[1]
         self.window = window
         self.false_alarm_rate = false_alarm_rate
@@ -71,6 +102,9 @@ class Detector:
             The normalised score (> 1.0 means drift at the configured false-alarm rate).
         """
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the stream seen so far (windowed detectors keep no state: nothing to do)."""
 
 
 DetectorFactory = Callable[..., Detector]
@@ -149,9 +183,14 @@ class _MeanAndScale(Detector):
         alpha_part = per_part_rate(self.false_alarm_rate, 2)
         self.mean_part = WhitenedMeanPart(features[fit_idx], features[held_idx], alpha_part)
         width = features.shape[1]
-        basis, _ = np.linalg.qr(rng.standard_normal((width, min(n_projections, width))))
+        # The leading whitened principal directions of the fitted rows (eigh sorts ascending):
+        # along them new rows spread like the fitted ones. Random whitened directions also mix
+        # in directions the fit barely saw, whose held-out variance then depends on which
+        # points fell on which side of the split (a reference of 119 captions repeated: the
+        # part alarmed on 43 % of windows of those captions).
+        r = min(n_projections, width, max(4, len(fit_idx) // 4))
         self.scale_part = LogScalePart(
-            basis.T @ self.mean_part.whiten64,  # random directions in whitened space
+            self.mean_part.whiten64[-r:],
             features[held_idx],
             window=self.window,
             n_boot=self.n_boot,
