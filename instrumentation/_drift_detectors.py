@@ -79,7 +79,7 @@ class Detector:
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
         if n_boot < 20:
             raise ValueError(f"n_boot must be >= 20, got {n_boot}")
-        smallest = minimum_reference(window, false_alarm_rate)
+        smallest = self.minimum_rows(window, false_alarm_rate)
         if ref.shape[0] < smallest:
             warnings.warn(
                 f"drift reference of {ref.shape[0]} rows is too small for windows of {window} "
@@ -94,6 +94,15 @@ class Detector:
         self.n_boot = n_boot
         self.seed = seed
         self.threshold = 1.0
+
+    @classmethod
+    def minimum_rows(cls, window: int, false_alarm_rate: float) -> int:
+        """The smallest reference this detector is calibrated on at ``window`` and rate.
+
+        Returns:
+            ``minimum_reference(window, false_alarm_rate)``; subclasses may differ.
+        """
+        return minimum_reference(window, false_alarm_rate)
 
     def score(self, window: FloatArray | Float32Array) -> DetectorResult:
         """Score one window of pooled embeddings ``[m, d]`` (m may differ from ``window``).

@@ -22,6 +22,7 @@ from instrumentation._drift_calibration import (
     ledoit_wolf,
 )
 from instrumentation._drift_detectors import (
+    MIN_REFERENCE,
     Detector,
     DetectorResult,
     _as_window,
@@ -140,17 +141,27 @@ class SequentialDetector(Detector):
         # Var ||z||^2 beyond the Gaussian 2 tr(C^2): heavy tails widen the short blocks most.
         excess = max(float(np.var(norms, ddof=1)) - 2.0 * trace2, 0.0)
         trace2 += excess / (2.0 * chunk)
-        g = trace2 / trace1
-        self.nu = max(trace1 * trace1 / trace2, 3.0)
-        self._whiten = (whiten / math.sqrt(g)).astype(np.float32)
+        # Three moments, not two: U ~ a chi2(nu) + b. A two-moment chi-square understates the
+        # skew of a weighted one (sum lambda^3 sum lambda >= (sum lambda^2)^2), which the far
+        # tails of long run lengths feel (ERL 10,000 came 40 % short with two).
+        trace3 = _cube_trace(y)
+        if trace3 > 0.0:
+            scale = trace3 / trace2
+            self.nu = max(trace2**3 / trace3**2, 3.0)
+        else:
+            scale, self.nu = trace2 / trace1, max(trace1 * trace1 / trace2, 3.0)
+        self._shift = (trace1 - scale * self.nu) / scale
+        self._whiten = (whiten / math.sqrt(scale)).astype(np.float32)
         r = min(n_projections, self.dim, max(4, len(fit_idx) // 4))
         self._lead_t = np.ascontiguousarray(whiten[-r:].T, dtype=np.float32)  # [d, r]
         q = np.einsum("ij,ij->i", y[:, -r:], y[:, -r:]) / r
-        self._q_mean = float(q.mean())
+        # New rows are centred at an estimated mean (+1 / n_held) and held rows at their own
+        # (-1 / n_held): without the correction long blocks drift up by sqrt(L) * 2 / n_held sd.
+        self._q_mean = float(q.mean()) * (1.0 + 1.0 / n_held) / (1.0 - 1.0 / n_held)
         self._q_sd = float(q.std(ddof=1)) or 1.0
         self._mu32 = self.mu.astype(np.float32)
 
-        sim = _simulate_periods(rng, self, (q - self._q_mean) / self._q_sd, level_bonus)
+        sim = _simulate_periods(rng, self, (q - q.mean()) / self._q_sd, level_bonus)
         self.h_mean = _solve_threshold(sim.mean, sim.times, self.max_block, 2.0 * erl)
         self.h_scale = _solve_threshold(sim.scale, sim.times, self.max_block, 2.0 * erl)
         self.threshold = self.h_mean
@@ -158,6 +169,15 @@ class SequentialDetector(Detector):
         self._u_max = _chi2_from_z(self.h_mean - bonus, self.nu)  # per level, on U's scale
         self._z_max = self.h_scale - bonus
         self.reset()
+
+    @classmethod
+    def minimum_rows(cls, window: int, false_alarm_rate: float) -> int:
+        """``MIN_REFERENCE``: the run length is simulated, not read off held-out quantiles.
+
+        Returns:
+            A row count.
+        """
+        return MIN_REFERENCE
 
     def reset(self) -> None:
         """Forget the stream: the next row starts a new leaf and new blocks."""
@@ -203,7 +223,8 @@ class SequentialDetector(Detector):
                         break
                     length = self.chunk << j
                     inflate = 1.0 + length / self.n_held
-                    u = float(self._acc[j] @ self._acc[j]) / (length * inflate * self._u_max[j])
+                    u = float(self._acc[j] @ self._acc[j]) / (length * inflate) - self._shift
+                    u = max(u, 0.0) / self._u_max[j]
                     z = abs(float(self._acc_q[j])) / math.sqrt(length * inflate) / self._z_max[j]
                     self._last[j] = (u, z)
                     self._acc[j] = 0.0
@@ -226,6 +247,18 @@ class SequentialDetector(Detector):
                 "samples": self.samples,
             },
         )
+
+
+def _cube_trace(y: FloatArray) -> float:
+    """Unbiased estimate of ``tr(C^3)`` for the covariance of the (centred) rows of ``y``.
+
+    The mean over distinct triples ``i, j, k`` of ``(y_i.y_j)(y_j.y_k)(y_k.y_i)``: the trace of
+    the cubed Gram matrix with its diagonal zeroed.
+    """
+    n = int(y.shape[0])
+    gram = y @ y.T
+    np.fill_diagonal(gram, 0.0)
+    return float(np.sum((gram @ gram) * gram)) / (n * (n - 1) * (n - 2))
 
 
 class _Simulated:
@@ -258,7 +291,10 @@ def _simulate_periods(
     """Null statistics of ``det.n_boot`` periods for each of ``_OFFSETS`` reference errors."""
     c, levels, nu = det.chunk, det.levels, det.nu
     n_leaf = 1 << (levels - 1)
-    shape = (_OFFSETS, det.n_boot)
+    # Enough periods that each simulated reference sees ~40 alarms per part: with few, the mean
+    # of 1 / p over references is biased up (and the threshold set too low).
+    periods = max(det.n_boot, min(math.ceil(80.0 * det.expected_run_length / det.max_block), 8000))
+    shape = (_OFFSETS, periods)
     # Reference-mean error: |e| (in per-row noise units) for the mean part, and the error of
     # the held-out mean of q (in units of its sd) for the scale part; one per simulated reference.
     e_norm = np.sqrt(rng.chisquare(nu, _OFFSETS) / det.n_held)[:, None, None]
