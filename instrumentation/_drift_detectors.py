@@ -30,15 +30,16 @@ class ReferenceTooSmallWarning(UserWarning):
 def minimum_reference(window: int, false_alarm_rate: float) -> int:
     """The smallest reference (rows) calibrated at ``window`` and ``false_alarm_rate``.
 
-    At least ``MIN_REFERENCE`` rows (``benchmarks/drift_bench.py --grid``: every detector within
-    5 +- 2 % at windows of 32 to 500 from 256 rows on), half the window (a held-out split of
-    fewer rows than the window understates its spread), and ``12.8 / rate`` rows (the null
-    quantiles come from the held-out half: it needs several rows beyond the quantile).
+    At least ``MIN_REFERENCE`` rows (``benchmarks/drift_bench.py --grid``: every detector near
+    5 % at windows of 32 to 128 from 256 rows on), the window itself (a held-out half smaller
+    than half the window understates the spread of some references: one in ten of 256-row
+    references flagged 90 % of 500-row windows), and ``12.8 / rate`` rows (the null quantiles
+    come from the held-out half: it needs several rows beyond the quantile).
 
     Returns:
         A row count.
     """
-    return max(MIN_REFERENCE, math.ceil(window / 2), math.ceil(12.8 / false_alarm_rate))
+    return max(MIN_REFERENCE, window, math.ceil(12.8 / false_alarm_rate))
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,14 @@ class Detector:
         if n_boot < 20:
             raise ValueError(f"n_boot must be >= 20, got {n_boot}")
         smallest = self.minimum_rows(window, false_alarm_rate)
-        if ref.shape[0] < smallest:
+        # Repeated rows are one sample: a reference of a few captions cycled is that many rows.
+        distinct = int(np.unique(ref, axis=0).shape[0])
+        if distinct < smallest:
+            repeated = f" ({distinct} distinct)" if distinct < ref.shape[0] else ""
             warnings.warn(
-                f"drift reference of {ref.shape[0]} rows is too small for windows of {window} "
-                f"at a false-alarm rate of {false_alarm_rate:g}: the rate is not guaranteed; "
-                f"use at least {smallest} rows",
+                f"drift reference of {ref.shape[0]} rows{repeated} is too small for windows of "
+                f"{window} at a false-alarm rate of {false_alarm_rate:g}: the rate is not "
+                f"guaranteed; use at least {smallest} distinct rows",
                 ReferenceTooSmallWarning,
                 stacklevel=3,
             )
