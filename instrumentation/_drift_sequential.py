@@ -66,7 +66,9 @@ class SequentialDetector(Detector):
     the error ``e ~ N(0, I / n_held)`` of the reference mean, common to all blocks; and for the
     scale part the leaf sums of ``q``, resampled from the held-out rows (their skew and
     heavy tails included). The mean part is simulated exactly in that model without drawing
-    ``nu``-dimensional vectors: by rotation invariance a block is ``(a, w)``, its component
+    ``nu``-dimensional vectors (nor are the sampling errors of the estimated normalisations,
+    ``tr(C)`` and ``sd(q)``, left out: each simulated reference draws them too): by rotation
+    invariance a block is ``(a, w)``, its component
     ``a`` along ``e`` (a one-dimensional Gaussian sum) and the norm of the rest, and the
     squared norm of a parent is ``|u|**2 + |v|**2 + 2 |u| |v| cos t`` with ``cos t``
     distributed as the cosine between independent uniform directions in ``nu - 1`` dimensions
@@ -161,7 +163,13 @@ class SequentialDetector(Detector):
         self._q_sd = float(q.std(ddof=1)) or 1.0
         self._mu32 = self.mu.astype(np.float32)
 
-        sim = _simulate_periods(rng, self, (q - q.mean()) / self._q_sd, level_bonus)
+        # Relative sampling errors of the normalisations, for the simulation: the thresholds
+        # are compared with statistics scaled by estimates (of tr(C) and of sd(q)).
+        self._norm_error = math.sqrt(float(np.var(norms, ddof=1)) / n_held) / trace1
+        q_c = q - q.mean()
+        kurtosis = float(np.mean(q_c**4)) / max(float(np.mean(q_c**2)) ** 2, 1e-300)
+        self._sd_error = math.sqrt(max(kurtosis - 1.0, 0.0) / (4.0 * n_held))
+        sim = _simulate_periods(rng, self, q_c / self._q_sd, level_bonus)
         self.h_mean = _solve_threshold(sim.mean, sim.times, self.max_block, 2.0 * erl)
         self.h_scale = _solve_threshold(sim.scale, sim.times, self.max_block, 2.0 * erl)
         self.threshold = self.h_mean
@@ -291,14 +299,16 @@ def _simulate_periods(
     """Null statistics of ``det.n_boot`` periods for each of ``_OFFSETS`` reference errors."""
     c, levels, nu = det.chunk, det.levels, det.nu
     n_leaf = 1 << (levels - 1)
-    # Enough periods that each simulated reference sees ~40 alarms per part: with few, the mean
+    # Enough periods that each simulated reference sees ~25 alarms per part: with few, the mean
     # of 1 / p over references is biased up (and the threshold set too low).
-    periods = max(det.n_boot, min(math.ceil(80.0 * det.expected_run_length / det.max_block), 8000))
+    periods = max(det.n_boot, min(math.ceil(50.0 * det.expected_run_length / det.max_block), 8000))
     shape = (_OFFSETS, periods)
     # Reference-mean error: |e| (in per-row noise units) for the mean part, and the error of
     # the held-out mean of q (in units of its sd) for the scale part; one per simulated reference.
     e_norm = np.sqrt(rng.chisquare(nu, _OFFSETS) / det.n_held)[:, None, None]
     q_off = (rng.standard_normal(_OFFSETS) / math.sqrt(det.n_held))[:, None, None]
+    u_err = 1.0 + det._norm_error * rng.standard_normal(_OFFSETS)[:, None, None]
+    z_err = 1.0 + det._sd_error * rng.standard_normal(_OFFSETS)[:, None, None]
     a = rng.standard_normal((*shape, n_leaf)) * math.sqrt(c)  # along e, leaf sums
     w2 = rng.chisquare(nu - 1.0, (*shape, n_leaf)) * c  # squared norm of the rest
     pool = q_std[rng.integers(0, q_std.shape[0], (4096, c))].sum(axis=1)
@@ -309,7 +319,8 @@ def _simulate_periods(
         length = c << j
         inflate = 1.0 + length / det.n_held
         u = ((a - length * e_norm) ** 2 + w2) / (length * inflate)
-        z = np.abs(s - length * q_off) / math.sqrt(length * inflate)
+        u = (u + det._shift) * u_err - det._shift
+        z = np.abs(s - length * q_off) / math.sqrt(length * inflate) * z_err
         mean_blocks.append(_wilson_hilferty(u, nu) + level_bonus * j)
         scale_blocks.append(z + level_bonus * j)
         ends.append(np.arange(1, a.shape[-1] + 1) * length)
