@@ -43,15 +43,18 @@ class SequentialDetector(Detector):
     blocks of ``L = chunk * 2**j`` rows (blocks of one level are disjoint, a block of level
     ``j + 1`` is two blocks of level ``j``). Per block:
 
-    - mean part ``U = ||W sum(x - mu)||**2 / (g L)``, matched (from unbiased traces of the
-      held-out whitened rows, as in ``WhitenedMeanPart``) to a ``chi2(nu)`` under no drift;
+    - mean part ``U = ||W sum(x - mu)||**2 / L``, matched to ``a chi2(nu) + b`` under no drift
+      by three moments, from unbiased estimates of ``tr(C^k)``, ``k = 1, 2, 3``, on the
+      held-out whitened rows (the first two as in ``WhitenedMeanPart``);
     - scale part ``|Z|`` with ``Z = (sum q - L m) / sqrt(L v)``, ``q = ||A (x - mu)||**2 / r``
       the mean square of the ``r`` leading whitened principal coordinates ``A`` (as in
       ``LogScalePart``), ``m`` and ``v`` its held-out mean and variance: a variance change of
       a few percent moves ``Z`` by ``sqrt(L r / 2)`` times that change.
 
-    Each part alarms above its own level ``h_mean``, ``h_scale``; the score is the largest of
-    ``U / h_mean`` and ``|Z| / h_scale`` over the latest block of every level and the blocks
+    Each part alarms above its level's threshold (one threshold ``h`` on a common deviate scale,
+    lowered by ``level_bonus`` per doubling of the block so that long blocks, the only ones
+    that see faint changes, get a larger share of the false alarms); the score is the largest
+    of ``U`` and ``|Z|`` over their thresholds, over the latest block of every level and the blocks
     completed by the call (1.0 = threshold, as for every detector).
 
     **Cost.** Per row: one centring, one ``[d] x [d, r]`` product and a sum (``O(r d)``, ``r``
@@ -77,10 +80,9 @@ class SequentialDetector(Detector):
     period gives, for a threshold ``h``, the probability ``p`` that a period alarms and the mean
     time ``t`` into it; the run length given the reference is then geometric in periods,
     ``ERL = max_block (1 - p) / p + t``, and ``h`` is set by bisection so that its mean over
-    reference errors is twice the target for each part. Alarms of the two parts are rare and
-    nearly independent, so their first one comes after about the target on average over
-    references (a given reference runs longer or shorter: its mean error is fixed, which is
-    why blocks are at most as long as the held-out split). The calibration check in
+    reference errors is the target, for the first alarm of either part (a given reference
+    runs longer or shorter: its mean error is fixed, which is why blocks are at most as long
+    as the held-out split). The calibration check in
     ``tests/instrumentation/test_drift_sequential.py`` and ``benchmarks/drift_stream.py``
     measure the run length on simulated streams against the target.
 
@@ -170,12 +172,16 @@ class SequentialDetector(Detector):
         kurtosis = float(np.mean(q_c**4)) / max(float(np.mean(q_c**2)) ** 2, 1e-300)
         self._sd_error = math.sqrt(max(kurtosis - 1.0, 0.0) / (4.0 * n_held))
         sim = _simulate_periods(rng, self, q_c / self._q_sd, level_bonus)
-        self.h_mean = _solve_threshold(sim.mean, sim.times, self.max_block, 2.0 * erl)
-        self.h_scale = _solve_threshold(sim.scale, sim.times, self.max_block, 2.0 * erl)
-        self.threshold = self.h_mean
-        bonus = level_bonus * np.arange(levels, dtype=np.float64)
-        self._u_max = _chi2_from_z(self.h_mean - bonus, self.nu)  # per level, on U's scale
-        self._z_max = self.h_scale - bonus
+        # One threshold on the larger of both parts (the scale part's two-sided |Z| mapped to a
+        # one-sided deviate), solved on their joint first alarm: two parts calibrated apart to
+        # twice the target each came 30 % short at ERL 10,000, because the run length of their
+        # union averages 1 / (p_mean + p_scale) over references, not half of each part's mean.
+        self.h = _solve_threshold(sim.joint, sim.times, self.max_block, erl)
+        self.threshold = self.h
+        level_h = self.h - level_bonus * np.arange(levels, dtype=np.float64)
+        self._u_max = _chi2_from_z(level_h, self.nu)  # per level, on U's scale
+        self._z_max = _two_sided_from_one(level_h)
+        self.h_mean, self.h_scale = float(self._u_max[0]), float(self._z_max[0])
         self.reset()
 
     @classmethod
@@ -270,13 +276,32 @@ def _cube_trace(y: FloatArray) -> float:
 
 
 class _Simulated:
-    """Block statistics of simulated null periods, in completion order (``[offsets, periods,
-    blocks]``), and each block's completion time in rows from the period start."""
+    """Running maximum of the joint block statistic of simulated null periods, in completion
+    order (``[offsets, periods, blocks]``), and each block's completion time in rows."""
 
-    def __init__(self, mean: FloatArray, scale: FloatArray, times: FloatArray) -> None:
-        self.mean = mean
-        self.scale = scale
+    def __init__(self, joint: FloatArray, times: FloatArray) -> None:
+        self.joint = joint
         self.times = times
+
+
+_LN2 = math.log(2.0)
+
+
+def _one_sided_from_two(z: FloatArray) -> FloatArray:
+    """A monotone map of a two-sided ``|Z|`` to about the one-sided deviate of the same tail.
+
+    ``P(|Z| > z) = 2 P(Z > z)`` moves the deviate by about ``-ln 2 / z`` in the tail; the map
+    only has to be monotone and shared with ``_two_sided_from_one`` (it sets how the two parts
+    share the false alarms, not the run length, which is simulated through it).
+    """
+    out: FloatArray = np.where(z >= 1.0, z - _LN2 / np.maximum(z, 1.0), z - _LN2)
+    return out
+
+
+def _two_sided_from_one(t: FloatArray) -> FloatArray:
+    """Inverse of ``_one_sided_from_two``."""
+    out: FloatArray = np.where(t >= 1.0 - _LN2, (t + np.sqrt(t * t + 4.0 * _LN2)) / 2.0, t + _LN2)
+    return out
 
 
 def _wilson_hilferty(u: FloatArray, nu: float) -> FloatArray:
@@ -314,15 +339,16 @@ def _simulate_periods(
     pool = q_std[rng.integers(0, q_std.shape[0], (4096, c))].sum(axis=1)
     s = pool[rng.integers(0, pool.shape[0], (*shape, n_leaf))]
     beta = max((nu - 2.0) / 2.0, 0.5)
-    mean_blocks, scale_blocks, ends = [], [], []
+    mean_blocks, ends = [], []
     for j in range(levels):
         length = c << j
         inflate = 1.0 + length / det.n_held
         u = ((a - length * e_norm) ** 2 + w2) / (length * inflate)
         u = (u + det._shift) * u_err - det._shift
         z = np.abs(s - length * q_off) / math.sqrt(length * inflate) * z_err
-        mean_blocks.append(_wilson_hilferty(u, nu) + level_bonus * j)
-        scale_blocks.append(z + level_bonus * j)
+        mean_blocks.append(
+            np.maximum(_wilson_hilferty(u, nu), _one_sided_from_two(z)) + level_bonus * j
+        )
         ends.append(np.arange(1, a.shape[-1] + 1) * length)
         if j + 1 < levels:
             cos = 2.0 * rng.beta(beta, beta, (*shape, a.shape[-1] // 2)) - 1.0
@@ -332,11 +358,8 @@ def _simulate_periods(
             s = s[..., 0::2] + s[..., 1::2]
     times = np.concatenate(ends).astype(np.float64)
     order = np.argsort(times, kind="stable")
-    mean = np.concatenate(mean_blocks, axis=-1)[..., order]
-    scale = np.concatenate(scale_blocks, axis=-1)[..., order]
-    return _Simulated(
-        np.maximum.accumulate(mean, axis=-1), np.maximum.accumulate(scale, axis=-1), times[order]
-    )
+    joint = np.concatenate(mean_blocks, axis=-1)[..., order]
+    return _Simulated(np.maximum.accumulate(joint, axis=-1), times[order])
 
 
 def _mean_run_length(running_max: FloatArray, times: FloatArray, period: int, h: float) -> float:
@@ -375,6 +398,7 @@ def describe(det: SequentialDetector) -> dict[str, Any]:
         "chunk": det.chunk,
         "max_block": det.max_block,
         "nu": det.nu,
+        "h": det.h,
         "h_mean": det.h_mean,
         "h_scale": det.h_scale,
     }
