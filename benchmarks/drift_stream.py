@@ -1,7 +1,7 @@
 """Streaming drift: run length under no drift, detection delay, CPU per sample (issue 15).
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/drift_stream.py [--quick]
-[--alibi-python build/venv-compare/bin/python]``; prints markdown tables.
+[--alibi-python .venv-compare/drift/bin/python]``; prints markdown tables.
 
 alibi-detect's online protocol: Gaussian data at d = 384 with a random non-isotropic covariance
 (as in ``drift_bench.py``), a reference of 1,000 samples, every stream drifted from its first
@@ -14,11 +14,8 @@ are cut at ``CAP`` x ERL samples (counted as that; the number cut is printed).
 alibi-detect's ``MMDDriftOnline`` and ``LSDDDriftOnline`` (0.13, Business Source License: never a
 dependency of mmgov) run only with ``--alibi-python``, a separate venv's interpreter, in a
 subprocess that re-runs this file with ``--alibi-worker`` on the same streams (same seeds,
-numpy only). Build it in an ignored folder with the CPU build of torch first::
-
-    python3 -m venv build/venv-compare
-    build/venv-compare/bin/pip install -c constraints.txt torch==2.13.0
-    build/venv-compare/bin/pip install -c constraints.txt 'alibi-detect[torch]==0.13.*'
+numpy only). ``make compare-venv`` builds it inside the repository (ignored by git), with the
+CPU build of torch pinned by ``constraints.txt``.
 
 alibi calibrates by simulating its statistic on the reference (seconds to minutes), so its
 streams share a few references (``reset_state`` between streams); its window is 20 samples
