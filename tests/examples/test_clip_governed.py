@@ -46,7 +46,7 @@ def test_the_story_governs_a_clip_model(db_url: str, built: Artifacts) -> None:
             assert str(directory) in version.weights_uri
             reference = service.get_reference(db, ACTOR, MODEL, number)
             assert reference.info.modules == list(MONITORED)
-            assert reference.info.n_samples == result.reference_samples == 128
+            assert reference.info.n_samples == result.reference_samples == 256
 
         diff = service.diff_versions(db, ACTOR, MODEL, 1, 2)
         assert diff.config_changes == []
