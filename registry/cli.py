@@ -451,14 +451,26 @@ def versions(
     cursor: Annotated[
         str | None, typer.Option(metavar="CURSOR", help="Continue after a page (its next_cursor).")
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="Only versions with this tag (repeatable)."),
+    ] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Only versions in this stage (active, deprecated, archived).")
+    ] = None,
 ) -> None:
-    """List the versions of a model, newest first."""
+    """List the versions of a model, newest first, with the aliases serving each."""
     s = state(ctx)
-    page = service.list_versions(s.existing_db, s.actor, name, limit=limit, cursor=cursor)
+    page = service.list_versions(
+        s.existing_db, s.actor, name, limit=limit, cursor=cursor,
+        tags=service.parse_tags(tag), stage=stage,
+    )
     rows = [
         (
             v.version,
             v.semver,
+            ",".join(v.aliases) or None,
+            v.stage,
             v.config_hash[:12],
             v.weights_sha256[:12],
             v.created_at,
@@ -467,7 +479,8 @@ def versions(
         )
         for v in page.items
     ]
-    headers = ["VERSION", "SEMVER", "CONFIG", "WEIGHTS", "CREATED", "BY", "NOTE"]
+    headers = ["VERSION", "SEMVER", "ALIASES", "STAGE", "CONFIG", "WEIGHTS", "CREATED", "BY"]
+    headers.append("NOTE")
     emit(ctx, page, table(headers, rows) + _more(page.next_cursor))
 
 
@@ -484,6 +497,9 @@ def show(
         f"model:          {v.model}",
         f"version:        {v.version}",
         f"semver:         {_cell(v.semver)}",
+        f"aliases:        {', '.join(v.aliases) or '-'}",
+        f"stage:          {v.stage}",
+        f"tags:           {' '.join(f'{k}={t}' for k, t in v.tags.items()) or '-'}",
         f"config hash:    {v.config_hash}",
         f"config schema:  {f'v{v.schema_version}' if v.schema_version else '-'}",
         f"weights:        {v.weights_uri}",

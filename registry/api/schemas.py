@@ -11,6 +11,7 @@ from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
     UNSET,
     AlertIn,
+    AliasHistory,
     AliasInfo,
     AuditEventInfo,
     AuditReport,
@@ -127,10 +128,12 @@ class _ExpectsVersion(_Request):
 
 class AliasUpdate(_ExpectsVersion):
     version: int = Field(ge=1, le=2_147_483_647)
+    reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
 class RollbackRequest(_ExpectsVersion):
     to: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
 class AlertmanagerAlert(_Request):
@@ -186,6 +189,10 @@ class RegisterPublic(BaseModel):
 
 
 class AliasPublic(AliasInfo):
+    pass
+
+
+class AliasHistoryPublic(AliasHistory):
     pass
 
 
@@ -275,6 +282,7 @@ __all__ = [
     "AlertmanagerAlert",
     "AlertmanagerWebhook",
     "AlertsRecordedPublic",
+    "AliasHistoryPublic",
     "AliasPublic",
     "AliasUpdate",
     "AuditEventPublic",

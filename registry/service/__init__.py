@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from registry.schemas import UNSET, Unset
+from registry.service.alias_history import alias_history
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
 from registry.service.checks import check_weights
@@ -16,6 +17,7 @@ from registry.service.references import (
     read_profile_metadata,
 )
 from registry.service.registration import DEFAULT_TEAM, WeightsSource, register_version
+from registry.service.tags import list_tags, parse_tags, remove_tags, set_stage, set_tags
 from registry.service.tokens import (
     TOKEN_PREFIX,
     authenticate,
@@ -42,6 +44,7 @@ __all__ = [
     "UNSET",
     "Unset",
     "WeightsSource",
+    "alias_history",
     "attach_reference",
     "authenticate",
     "check_weights",
@@ -60,16 +63,21 @@ __all__ = [
     "list_incidents",
     "list_models",
     "list_schemas",
+    "list_tags",
     "list_teams",
     "list_tokens",
     "list_versions",
+    "parse_tags",
     "promote",
     "read_profile_metadata",
     "record_alerts",
     "register_version",
+    "remove_tags",
     "resolve_alias",
     "revoke_token",
     "rollback",
     "set_schema",
+    "set_stage",
+    "set_tags",
     "verify_audit",
 ]

@@ -1,0 +1,203 @@
+"""Service: alias listing and history (`--at`), tags, version stages — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from registry import service
+from registry.config import CanonicalConfig
+from registry.db import Database
+from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from registry.models import utcnow
+from registry.schemas import Actor
+
+READER = Actor(name="rita", team="default", role="reader")
+OUTSIDER = Actor(name="olga", team="beta", role="maintainer")
+
+
+@pytest.fixture
+def three(
+    database: Database,
+    admin: Actor,
+    make_config: Callable[..., CanonicalConfig],
+    make_weights: Callable[..., object],
+) -> Database:
+    """A model `m` (team default) with versions 1, 2, 3."""
+    service.create_team(database, admin, "beta")
+    for i in range(3):
+        service.register_version(
+            database, admin, model="m", config=make_config(i), weights=make_weights(str(i))
+        )
+    return database
+
+
+def _count_events(db: Database, admin: Actor) -> int:
+    return service.verify_audit(db, admin).checked
+
+
+class TestAliasHistory:
+    def test_list_and_history_agree_with_the_audit_log(self, three: Database, admin: Actor):
+        """Each move names its audit event, whose payload says the same alias and versions."""
+        service.promote(three, admin, model="m", version=1, alias="staging")
+        service.promote(three, admin, model="m", version=1, alias="production")
+        service.promote(three, admin, model="m", version=2, alias="production", reason="better")
+        service.rollback(three, admin, model="m", alias="production", reason="regression")
+        listed = service.list_aliases(three, admin, "m")
+        assert [(a.alias, a.version) for a in listed] == [("production", 1), ("staging", 1)]
+        history = service.alias_history(three, admin, "m", "production")
+        assert [(h.action, h.from_version, h.version, h.reason) for h in history.items] == [
+            ("rollback", 2, 1, "regression"),
+            ("promote", 1, 2, "better"),
+            ("promote", None, 1, ""),
+        ]
+        events = {e.seq: e for e in service.list_audit(three, admin, limit=1000).items}
+        for move in history.items:
+            event = events[move.audit_seq]
+            assert event.action == f"alias.{move.action}"
+            assert event.payload["alias"] == "production"
+            assert (event.payload["before"], event.payload["after"]) == (
+                move.from_version,
+                move.version,
+            )
+            assert event.at == pytest.approx(move.at, abs=timedelta(seconds=1))
+        assert service.verify_audit(three, admin).ok
+
+    def test_at_answers_the_version_in_force_then(self, three: Database, admin: Actor):
+        """--at returns the move in force at each moment between moves."""
+        moments = []
+        for version in (1, 2, 3):
+            service.promote(three, admin, model="m", version=version, alias="production")
+            moments.append(utcnow())
+        for version, moment in zip((1, 2, 3), moments, strict=True):
+            found = service.alias_history(three, admin, "m", "production", at=moment)
+            assert found.version_at == version
+            assert [m.version for m in found.items] == [version]
+
+    def test_history_pages(self, three: Database, admin: Actor):
+        """Moves come newest first in keyset pages."""
+        for version in (1, 2, 3, 1):
+            service.promote(three, admin, model="m", version=version, alias="production")
+        first = service.alias_history(three, admin, "m", "production", limit=3)
+        assert [m.version for m in first.items] == [1, 3, 2]
+        rest = service.alias_history(
+            three, admin, "m", "production", limit=3, cursor=first.next_cursor
+        )
+        assert [m.version for m in rest.items] == [1] and rest.next_cursor is None
+
+    def test_bad_moments_are_clear_errors(self, three: Database, admin: Actor):
+        """Before the model existed, in the future, naive, before the alias: each refused."""
+        service.promote(three, admin, model="m", version=1, alias="production")
+        with pytest.raises(InvalidInput, match="before model 'm' existed"):
+            service.alias_history(
+                three, admin, "m", "production", at=utcnow() - timedelta(days=3650)
+            )
+        with pytest.raises(InvalidInput, match="in the future"):
+            service.alias_history(three, admin, "m", "production", at=utcnow() + timedelta(1))
+        with pytest.raises(InvalidInput, match="timezone"):
+            service.alias_history(
+                three, admin, "m", "production", at=utcnow().replace(tzinfo=None)
+            )
+        model_created = service.get_model(three, admin, "m").created_at
+        with pytest.raises(NotFound, match="did not exist yet"):
+            service.alias_history(three, admin, "m", "production", at=model_created)
+        with pytest.raises(NotFound, match="no alias 'prodution'"):
+            service.alias_history(three, admin, "m", "prodution")
+
+    def test_other_teams_see_nothing(self, three: Database, admin: Actor):
+        """Another team's maintainer gets 'not found' for list and history."""
+        service.promote(three, admin, model="m", version=1, alias="production")
+        with pytest.raises(NotFound, match="model 'm' not found"):
+            service.list_aliases(three, OUTSIDER, "m")
+        with pytest.raises(NotFound, match="model 'm' not found"):
+            service.alias_history(three, OUTSIDER, "m", "production")
+
+    def test_versions_carry_their_aliases(self, three: Database, admin: Actor):
+        """get_version and list_versions name the aliases serving each version."""
+        service.promote(three, admin, model="m", version=2, alias="production")
+        service.promote(three, admin, model="m", version=2, alias="staging")
+        assert service.get_version(three, admin, "m", 2).aliases == ["production", "staging"]
+        page = service.list_versions(three, admin, "m")
+        assert [(v.version, v.aliases) for v in page.items] == [
+            (3, []),
+            (2, ["production", "staging"]),
+            (1, []),
+        ]
+
+
+class TestTags:
+    def test_set_list_filter_remove(self, three: Database, admin: Actor):
+        """Tags are set (overwriting a key), listed, filter listings, removed; each audited."""
+        before = _count_events(three, admin)
+        service.set_tags(three, admin, model="m", version=1, tags={"dataset": "coco", "run": "a"})
+        service.set_tags(three, admin, model="m", version=3, tags={"dataset": "coco"})
+        tags = service.set_tags(three, admin, model="m", version=1, tags={"run": "b"})
+        assert [(t.key, t.value) for t in tags] == [("dataset", "coco"), ("run", "b")]
+        coco = service.list_versions(three, admin, "m", tags={"dataset": "coco"})
+        assert [v.version for v in coco.items] == [3, 1]
+        assert coco.items[1].tags == {"dataset": "coco", "run": "b"}
+        both = service.list_versions(three, admin, "m", tags={"dataset": "coco", "run": "b"})
+        assert [v.version for v in both.items] == [1]
+        left = service.remove_tags(three, admin, model="m", version=1, keys=["run"])
+        assert [t.key for t in left] == ["dataset"]
+        assert _count_events(three, admin) == before + 4
+        # Setting what is already set changes nothing and writes no event.
+        service.set_tags(three, admin, model="m", version=1, tags={"dataset": "coco"})
+        assert _count_events(three, admin) == before + 4
+        actions = [e.action for e in service.list_audit(three, admin, limit=4).items]
+        assert actions == ["version.untag", "version.tag", "version.tag", "version.tag"]
+
+    def test_bad_tags_write_nothing(self, three: Database, admin: Actor):
+        """Bad keys, empty values, unknown keys to remove, readers: refused, nothing written."""
+        before = _count_events(three, admin)
+        with pytest.raises(InvalidInput, match="tag key"):
+            service.set_tags(three, admin, model="m", version=1, tags={"Bad Key": "x"})
+        with pytest.raises(InvalidInput, match="1-256"):
+            service.set_tags(three, admin, model="m", version=1, tags={"k": ""})
+        with pytest.raises(InvalidInput, match="KEY=VALUE"):
+            service.parse_tags(["novalue"])
+        with pytest.raises(NotFound, match="no tag 'k'"):
+            service.remove_tags(three, admin, model="m", version=1, keys=["k"])
+        with pytest.raises(PermissionDenied):
+            service.set_tags(three, READER, model="m", version=1, tags={"k": "v"})
+        with pytest.raises(NotFound):
+            service.set_tags(three, OUTSIDER, model="m", version=1, tags={"k": "v"})
+        assert _count_events(three, admin) == before
+        assert service.list_tags(three, admin, model="m", version=1) == []
+
+
+class TestStages:
+    def test_deprecate_archive_and_refuse_promotion(self, three: Database, admin: Actor):
+        """Deprecated still promotes; archived is final, refused while served, never promoted."""
+        v = service.set_stage(three, admin, model="m", version=1, stage="deprecated")
+        assert v.stage == "deprecated"
+        service.promote(three, admin, model="m", version=1, alias="production")
+        with pytest.raises(Conflict, match="served by alias production"):
+            service.set_stage(three, admin, model="m", version=1, stage="archived")
+        service.promote(three, admin, model="m", version=2, alias="production")
+        archived = service.set_stage(
+            three, admin, model="m", version=1, stage="archived", reason="superseded"
+        )
+        assert archived.stage == "archived"
+        assert archived.config_hash == service.get_version(three, admin, "m", 1).config_hash
+        with pytest.raises(Conflict, match="archived: archiving is final"):
+            service.set_stage(three, admin, model="m", version=1, stage="active")
+        with pytest.raises(Conflict, match="v1 is archived"):
+            service.promote(three, admin, model="m", version=1, alias="production")
+        assert service.list_aliases(three, admin, "m")[0].version == 2
+        listed = service.list_versions(three, admin, "m", stage="archived")
+        assert [x.version for x in listed.items] == [1]
+        event = service.list_audit(three, admin, limit=1).items[0]
+        assert (event.action, event.payload) == (
+            "version.stage",
+            {"before": "deprecated", "after": "archived", "reason": "superseded"},
+        )
+
+    def test_bad_stage(self, three: Database, admin: Actor):
+        """An unknown stage is refused before anything is written."""
+        with pytest.raises(InvalidInput, match="unknown stage 'retired'"):
+            service.set_stage(three, admin, model="m", version=1, stage="retired")
+        with pytest.raises(InvalidInput, match="unknown stage"):
+            service.list_versions(three, admin, "m", stage="retired")
