@@ -21,6 +21,7 @@ from registry.api.routers import (
     models,
     references,
     schemas,
+    tags,
     versions,
 )
 from registry.api.schemas import PROBLEM_RESPONSES
@@ -98,6 +99,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         aliases.router,
         models.router,
         versions.router,
+        tags.router,
         schemas.router,
         references.router,
         audit.router,

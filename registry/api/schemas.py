@@ -19,6 +19,8 @@ from registry.schemas import (
     ModelInfo,
     ReferenceInfo,
     SchemaInfo,
+    Stage,
+    TagInfo,
     Unset,
     VersionInfo,
 )
@@ -192,6 +194,22 @@ class AliasPublic(AliasInfo):
     pass
 
 
+class TagsSet(_Request):
+    tags: dict[
+        Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")],
+        Annotated[str, Field(min_length=1, max_length=256)],
+    ] = Field(min_length=1, max_length=64, description="Tags to set (a set key takes the value).")
+
+
+class StageSet(_Request):
+    stage: Stage
+    reason: str = Field(default="", max_length=10_000)
+
+
+class TagPublic(TagInfo):
+    pass
+
+
 class AliasHistoryPublic(AliasHistory):
     pass
 
@@ -298,6 +316,9 @@ __all__ = [
     "RegisterPublic",
     "ResolvedAliasPublic",
     "RollbackRequest",
+    "StageSet",
+    "TagPublic",
+    "TagsSet",
     "VersionCreate",
     "VersionPublic",
     "VersionsPublic",

@@ -39,6 +39,18 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      {"version": 1}, (401, 403, 200, 200, 404)),
     ("POST", "/api/v1/models/{name}/aliases/{alias}/rollback",
      f"{V1}/models/mm/aliases/production/rollback", {}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/aliases", f"{V1}/models/mm/aliases", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/aliases/{alias}/history",
+     f"{V1}/models/mm/aliases/production/history", None, (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/versions/{version}/tags", f"{V1}/models/mm/versions/1/tags",
+     None, (401, 200, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/versions/{version}/tags", f"{V1}/models/mm/versions/1/tags",
+     {"tags": {"dataset": "coco"}}, (401, 403, 200, 200, 404)),
+    ("DELETE", "/api/v1/models/{name}/versions/{version}/tags/{key}",
+     f"{V1}/models/mm/versions/1/tags/run", None, (401, 403, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/versions/{version}/stage", f"{V1}/models/mm/versions/1/stage",
+     {"stage": "deprecated"}, (401, 403, 200, 200, 404)),
     ("PUT", "/api/v1/models/{name}/versions/{version}/reference",
      f"{V1}/models/mm/versions/1/reference?{REF}", b"profile-bytes", (401, 403, 200, 200, 404)),
     ("GET", "/api/v1/models/{name}/versions/{version}/reference",
@@ -108,8 +120,8 @@ class TestFailClosed:
 
 @pytest.fixture
 def populated(registry_db: Registry) -> Registry:
-    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, and
-    a config schema (v1) set after the versions."""
+    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, a tag
+    run=a on v1, and a config schema (v1) set after the versions."""
     from registry.config import canonicalize
     from registry.weights import inspect_weights
 
@@ -124,6 +136,7 @@ def populated(registry_db: Registry) -> Registry:
         service.promote(registry_db.db, CLI_ADMIN, model="mm", version=version, alias="production")
     service.attach_reference(registry_db.db, CLI_ADMIN, model="mm", version=2, fmt="npz-v1",
                              blob=b"ref", n_samples=3, modules=["image_encoder"])
+    service.set_tags(registry_db.db, CLI_ADMIN, model="mm", version=1, tags={"run": "a"})
     service.set_schema(registry_db.db, CLI_ADMIN, model="mm", schema={"type": "object"})
     return registry_db
 

@@ -85,7 +85,8 @@ class TestAliasHistory:
         rest = service.alias_history(
             three, admin, "m", "production", limit=3, cursor=first.next_cursor
         )
-        assert [m.version for m in rest.items] == [1] and rest.next_cursor is None
+        assert [m.version for m in rest.items] == [1]
+        assert rest.next_cursor is None
 
     def test_bad_moments_are_clear_errors(self, three: Database, admin: Actor):
         """Before the model existed, in the future, naive, before the alias: each refused."""

@@ -1,0 +1,90 @@
+"""The governance routes over HTTP: aliases and their history, tags, stages, incidents, policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import Registry, remote_version_body
+
+V1 = "/api/v1"
+
+
+def _setup(client: TestClient, reg: Registry, versions: int = 2) -> dict[str, str]:
+    h = reg.headers("maintainer")
+    for epochs in range(1, versions + 1):
+        r = client.post(f"{V1}/models/mm/versions", json=remote_version_body(epochs), headers=h)
+        assert r.status_code == 201, r.text
+    return h
+
+
+class TestAliases:
+    def test_list_history_and_at(self, client: TestClient, registry_db: Registry):
+        """The list names each alias; history lists moves with reasons; ?at= answers then."""
+        h = _setup(client, registry_db)
+        r = client.put(f"{V1}/models/mm/aliases/production", json={"version": 1}, headers=h)
+        assert r.status_code == 200, r.text
+        between = datetime.now(UTC)
+        r = client.put(
+            f"{V1}/models/mm/aliases/production", json={"version": 2, "reason": "retrained"},
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+        listed = client.get(f"{V1}/models/mm/aliases", headers=h).json()
+        assert [(a["alias"], a["version"], a["updated_by"]) for a in listed] == [
+            ("production", 2, "alpha/maintainer")
+        ]
+        history = client.get(f"{V1}/models/mm/aliases/production/history", headers=h).json()
+        assert [(m["from_version"], m["version"], m["reason"]) for m in history["items"]] == [
+            (1, 2, "retrained"),
+            (None, 1, ""),
+        ]
+        at = client.get(
+            f"{V1}/models/mm/aliases/production/history", params={"at": between.isoformat()},
+            headers=h,
+        )
+        assert at.status_code == 200, at.text
+        assert at.json()["version_at"] == 1
+        future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        bad = client.get(
+            f"{V1}/models/mm/aliases/production/history", params={"at": future}, headers=h
+        )
+        assert bad.status_code == 422
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert "in the future" in bad.json()["detail"]
+        versions = client.get(f"{V1}/models/mm/versions", headers=h).json()["items"]
+        assert [(v["version"], v["aliases"]) for v in versions] == [(2, ["production"]), (1, [])]
+
+
+class TestTagsAndStages:
+    def test_tag_filter_remove_and_archive(self, client: TestClient, registry_db: Registry):
+        """Tags filter the listing; DELETE removes one; an archived version cannot be promoted."""
+        h = _setup(client, registry_db, versions=3)
+        for version in (1, 3):
+            r = client.put(
+                f"{V1}/models/mm/versions/{version}/tags", json={"tags": {"dataset": "coco"}},
+                headers=h,
+            )
+            assert r.status_code == 200, r.text
+        found = client.get(
+            f"{V1}/models/mm/versions", params={"tag": "dataset=coco"}, headers=h
+        ).json()["items"]
+        assert [v["version"] for v in found] == [3, 1]
+        assert found[0]["tags"] == {"dataset": "coco"}
+        bad = client.get(f"{V1}/models/mm/versions", params={"tag": "dataset"}, headers=h)
+        assert bad.status_code == 422
+        assert "KEY=VALUE" in bad.json()["detail"]
+        r = client.delete(f"{V1}/models/mm/versions/3/tags/dataset", headers=h)
+        assert r.status_code == 200
+        assert r.json() == []
+        r = client.put(
+            f"{V1}/models/mm/versions/1/stage", json={"stage": "archived", "reason": "old"},
+            headers=h,
+        )
+        assert r.status_code == 200
+        assert r.json()["stage"] == "archived"
+        refused = client.put(f"{V1}/models/mm/aliases/production", json={"version": 1}, headers=h)
+        assert refused.status_code == 409
+        assert "archived" in refused.json()["detail"]
+        assert client.get(f"{V1}/models/mm/aliases", headers=h).json() == []
