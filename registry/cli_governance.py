@@ -1,4 +1,4 @@
-"""`mmgov aliases …`, `tag`, `untag`, `stage`: what served when, and tags and stages of versions."""
+"""`mmgov aliases …`, `tag`, `untag`, `stage`, `incident …`: what served when, and its upkeep."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ aliases_app = typer.Typer(cls=_AliasesGroup, help="Aliases of a model: list, his
 app.add_typer(aliases_app, name="aliases")
 
 
-def parse_moment(raw: str) -> datetime:
+def parse_moment(raw: str, option: str = "--at") -> datetime:
     """Return the ISO 8601 moment ``raw`` (UTC when it names no zone; ``Z`` allowed).
 
     Raises:
@@ -37,7 +37,7 @@ def parse_moment(raw: str) -> datetime:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise InvalidInput(
-            f"--at {raw!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)"
+            f"{option} {raw!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -131,3 +131,119 @@ def stage(
         s.db, s.actor, model=model, version=version, stage=to, reason=reason
     )
     emit(ctx, found, f"{model} v{version}: {found.stage}")
+
+
+incident_app = typer.Typer(
+    no_args_is_help=True,
+    help="Incidents: list with filters, show, acknowledge, resolve, reopen, link to a move.",
+)
+app.add_typer(incident_app, name="incident")
+
+
+def _incident_line(i: Any) -> str:
+    state_ = "acknowledged" if i.status == "open" and i.acknowledged_at else i.status
+    where = f"{i.model} v{i.version}" if i.version is not None else (i.model or "no model")
+    return f"incident {i.id} ({i.alertname}, {where}): {state_}"
+
+
+@incident_app.command("list")
+def incident_list(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="Only this model's incidents.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="open, acknowledged or resolved.")
+    ] = None,
+    module: Annotated[str | None, typer.Option(help="Only this module's.")] = None,
+    version: Annotated[int | None, typer.Option(help="Only this version's (with --model).")] = None,
+    since: Annotated[
+        str | None, typer.Option(metavar="TIME", help="Started at or after (ISO 8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="TIME", help="Started at or before (ISO 8601).")
+    ] = None,
+) -> None:
+    """List incidents newest first, with filters."""
+    s = state(ctx)
+    found = service.list_incidents(
+        s.existing_db, s.actor, model=model, status=status, module=module, version=version,
+        since=parse_moment(since, "--since") if since else None,
+        until=parse_moment(until, "--until") if until else None,
+    )
+    rows = [
+        (
+            i.id,
+            "acknowledged" if i.status == "open" and i.acknowledged_at else i.status,
+            i.alertname, i.model, i.version, i.module, i.starts_at, i.ends_at,
+            i.acknowledged_by or i.resolved_by,
+        )
+        for i in found
+    ]
+    headers = ["ID", "STATUS", "ALERT", "MODEL", "VERSION", "MODULE", "STARTS", "ENDS", "BY"]
+    emit(ctx, found, table(headers, rows))
+
+
+@incident_app.command("show")
+def incident_show(
+    ctx: typer.Context, incident_id: Annotated[int, typer.Argument(metavar="ID")]
+) -> None:
+    """Show one incident."""
+    s = state(ctx)
+    i = service.get_incident(s.existing_db, s.actor, incident_id)
+    lines = [
+        _incident_line(i),
+        f"module:       {i.module or '-'}",
+        f"started:      {i.starts_at.isoformat()}",
+        f"ended:        {i.ends_at.isoformat() if i.ends_at else '-'}",
+        f"acknowledged: {i.acknowledged_by or '-'}",
+        f"resolved by:  {i.resolved_by or '-'}  {i.resolution_note or ''}".rstrip(),
+        f"answered by:  {f'alias move {i.answered_by_move}' if i.answered_by_move else '-'}",
+    ]
+    emit(ctx, i, "\n".join(lines))
+
+
+@incident_app.command("ack")
+def incident_ack(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(metavar="ID")],
+    note: Annotated[str, typer.Option(help="What you are doing about it.")] = "",
+) -> None:
+    """Acknowledge an open incident."""
+    s = state(ctx)
+    i = service.acknowledge_incident(s.db, s.actor, incident_id, note=note)
+    emit(ctx, i, f"{_incident_line(i)} by {i.acknowledged_by}")
+
+
+@incident_app.command("resolve")
+def incident_resolve(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(metavar="ID")],
+    note: Annotated[str, typer.Option(help="Why it is resolved (required).")],
+) -> None:
+    """Resolve an incident by hand, with a note."""
+    s = state(ctx)
+    i = service.resolve_incident(s.db, s.actor, incident_id, note=note)
+    emit(ctx, i, f"{_incident_line(i)} by {i.resolved_by}")
+
+
+@incident_app.command("reopen")
+def incident_reopen(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why it is back.")] = "",
+) -> None:
+    """Reopen a resolved incident."""
+    s = state(ctx)
+    i = service.reopen_incident(s.db, s.actor, incident_id, reason=reason)
+    emit(ctx, i, _incident_line(i))
+
+
+@incident_app.command("link")
+def incident_link(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(metavar="ID")],
+    move: Annotated[int, typer.Option(help="The alias move (MOVE in `aliases history`).")],
+) -> None:
+    """Link an incident to the promotion or rollback that answered it."""
+    s = state(ctx)
+    i = service.link_incident(s.db, s.actor, incident_id, move=move)
+    emit(ctx, i, f"{_incident_line(i)}, answered by alias move {i.answered_by_move}")

@@ -194,6 +194,22 @@ class AliasPublic(AliasInfo):
     pass
 
 
+class IncidentNote(_Request):
+    note: str = Field(default="", max_length=10_000)
+
+
+class IncidentResolve(_Request):
+    note: str = Field(min_length=1, max_length=10_000, description="Why it is resolved.")
+
+
+class IncidentReopen(_Request):
+    reason: str = Field(default="", max_length=10_000)
+
+
+class IncidentLink(_Request):
+    move: int = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
+
+
 class TagsSet(_Request):
     tags: dict[
         Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")],
@@ -308,7 +324,11 @@ __all__ = [
     "AuditReportPublic",
     "DiffPublic",
     "HealthPublic",
+    "IncidentLink",
+    "IncidentNote",
     "IncidentPublic",
+    "IncidentReopen",
+    "IncidentResolve",
     "ModelCreate",
     "ModelPublic",
     "Problem",

@@ -8,7 +8,15 @@ from registry.service.aliases import list_aliases, promote, resolve_alias, rollb
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
 from registry.service.checks import check_weights
 from registry.service.config_schemas import diff_schemas, get_schema, list_schemas, set_schema
-from registry.service.incidents import list_incidents, record_alerts
+from registry.service.incidents import (
+    acknowledge_incident,
+    get_incident,
+    link_incident,
+    list_incidents,
+    record_alerts,
+    reopen_incident,
+    resolve_incident,
+)
 from registry.service.references import (
     MAX_REFERENCE_BYTES,
     MMGOV_PROFILE_FORMAT,
@@ -44,6 +52,7 @@ __all__ = [
     "UNSET",
     "Unset",
     "WeightsSource",
+    "acknowledge_incident",
     "alias_history",
     "attach_reference",
     "authenticate",
@@ -54,10 +63,12 @@ __all__ = [
     "diff_schemas",
     "diff_versions",
     "export_checkpoint",
+    "get_incident",
     "get_model",
     "get_reference",
     "get_schema",
     "get_version",
+    "link_incident",
     "list_aliases",
     "list_audit",
     "list_incidents",
@@ -73,7 +84,9 @@ __all__ = [
     "record_alerts",
     "register_version",
     "remove_tags",
+    "reopen_incident",
     "resolve_alias",
+    "resolve_incident",
     "revoke_token",
     "rollback",
     "set_schema",

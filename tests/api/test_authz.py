@@ -12,8 +12,20 @@ from fastapi.testclient import TestClient
 from registry import service
 from registry.api import create_app
 from registry.api.app import check_routes_declare_rules
-from registry.api.deps import Authz, rule_of
+from registry.api.deps import ALERTMANAGER, Authz, rule_of
+from registry.schemas import AlertIn
 from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
+
+
+def alert(fingerprint: str, version: str = "1", status: str = "firing") -> AlertIn:
+    """Return an alert on model mm naming ``version`` and the image encoder."""
+    return AlertIn.model_validate({
+        "status": status,
+        "labels": {"alertname": "Drift", "model": "mm", "version": version,
+                   "module": "image_encoder"},
+        "startsAt": "2026-01-01T00:00:00Z",
+        "fingerprint": fingerprint,
+    })
 
 V1 = "/api/v1"
 PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/metrics"}
@@ -72,6 +84,16 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      {"version": "4", "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []},
      (401, 401, 401, 401, 401)),
     ("GET", "/api/v1/incidents", f"{V1}/incidents", None, (401, 200, 200, 200, 200)),
+    ("GET", "/api/v1/incidents/{incident_id}", f"{V1}/incidents/1", None,
+     (401, 200, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge", f"{V1}/incidents/1/acknowledge", {},
+     (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/resolve", f"{V1}/incidents/1/resolve",
+     {"note": "fixed"}, (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/reopen", f"{V1}/incidents/2/reopen", {},
+     (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/link", f"{V1}/incidents/1/link", {"move": 1},
+     (401, 403, 200, 200, 404)),
     ("GET", "/healthz", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", "/readyz", None, (200, 200, 200, 200, 200)),
     ("GET", "/metrics", "/metrics", None, (200, 200, 200, 200, 200)),
@@ -121,7 +143,8 @@ class TestFailClosed:
 @pytest.fixture
 def populated(registry_db: Registry) -> Registry:
     """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, a tag
-    run=a on v1, and a config schema (v1) set after the versions."""
+    run=a on v1, incidents 1 (open) and 2 (resolved) on v1, and a config schema (v1) set after
+    the versions."""
     from registry.config import canonicalize
     from registry.weights import inspect_weights
 
@@ -137,6 +160,8 @@ def populated(registry_db: Registry) -> Registry:
     service.attach_reference(registry_db.db, CLI_ADMIN, model="mm", version=2, fmt="npz-v1",
                              blob=b"ref", n_samples=3, modules=["image_encoder"])
     service.set_tags(registry_db.db, CLI_ADMIN, model="mm", version=1, tags={"run": "a"})
+    service.record_alerts(registry_db.db, ALERTMANAGER, [alert("one"), alert("two")])
+    service.resolve_incident(registry_db.db, CLI_ADMIN, 2, note="gone")
     service.set_schema(registry_db.db, CLI_ADMIN, model="mm", schema={"type": "object"})
     return registry_db
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import Registry, remote_version_body
+from tests.api.conftest import ALERTS_TOKEN, Registry, remote_version_body
 
 V1 = "/api/v1"
 
@@ -88,3 +88,41 @@ class TestTagsAndStages:
         assert refused.status_code == 409
         assert "archived" in refused.json()["detail"]
         assert client.get(f"{V1}/models/mm/aliases", headers=h).json() == []
+
+
+class TestIncidents:
+    def test_lifecycle_over_http(self, client: TestClient, registry_db: Registry):
+        """Acknowledge, resolve with a note, filter, reopen; a reader gets 403, nothing changes."""
+        h = _setup(client, registry_db)
+        alert = {
+            "status": "firing",
+            "labels": {"alertname": "Drift", "model": "mm", "version": "2", "module": "text"},
+            "startsAt": "2026-01-01T00:00:00Z",
+            "fingerprint": "f1",
+        }
+        webhook = {"version": "4", "groupKey": "g", "status": "firing", "receiver": "r",
+                   "alerts": [alert]}
+        r = client.post(f"{V1}/alerts", json=webhook,
+                        headers={"Authorization": f"Bearer {ALERTS_TOKEN}"})
+        assert r.status_code == 200, r.text
+        incident = r.json()["incidents"][0]["id"]
+        reader = client.post(f"{V1}/incidents/{incident}/acknowledge", json={},
+                             headers=registry_db.headers("reader"))
+        assert reader.status_code == 403
+        r = client.post(f"{V1}/incidents/{incident}/acknowledge", json={"note": "on it"},
+                        headers=h)
+        assert r.json()["acknowledged_by"] == "alpha/maintainer"
+        empty = client.post(f"{V1}/incidents/{incident}/resolve", json={"note": ""}, headers=h)
+        assert empty.status_code == 422
+        r = client.post(f"{V1}/incidents/{incident}/resolve", json={"note": "fixed"}, headers=h)
+        assert (r.json()["status"], r.json()["resolution_note"]) == ("resolved", "fixed")
+        listed = client.get(
+            f"{V1}/incidents", params={"model": "mm", "version": 2, "status": "resolved"},
+            headers=h,
+        ).json()
+        assert [i["id"] for i in listed] == [incident]
+        assert client.get(f"{V1}/incidents", params={"module": "vision"}, headers=h).json() == []
+        r = client.post(f"{V1}/incidents/{incident}/reopen", json={}, headers=h)
+        assert r.json()["status"] == "open"
+        again = client.post(f"{V1}/incidents/{incident}/reopen", json={}, headers=h)
+        assert again.status_code == 409

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from registry import service
 from registry.cli import app
+from registry.db import Database
+from registry.schemas import Actor, AlertIn
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model.yaml"
 Run = Callable[..., str]
@@ -85,3 +88,41 @@ class TestTagsCli:
         assert "v1 is archived" in err
         err = mmgov("tag", "clip", "1", "novalue", expect=2)
         assert "KEY=VALUE" in err
+
+
+class TestIncidentCli:
+    def test_ack_resolve_reopen_link_list(self, mmgov: Run, db_url: str) -> None:
+        """The incident commands drive the lifecycle; the filters narrow `incident list`."""
+        db = Database(db_url)
+        try:
+            service.record_alerts(db, Actor(name="am", role="admin"), [
+                AlertIn.model_validate({
+                    "status": "firing",
+                    "labels": {"alertname": "Drift", "model": "clip", "version": "2",
+                               "module": "vision"},
+                    "startsAt": "2026-01-01T00:00:00Z",
+                    "fingerprint": "f1",
+                })
+            ])
+        finally:
+            db.dispose()
+        assert mmgov("incident", "ack", "1").strip() == (
+            "incident 1 (Drift, clip v2): acknowledged by tester"
+        )
+        err = mmgov("incident", "resolve", "1", "--note", " ", expect=2)
+        assert err.strip() == "error: resolution needs a note saying why"
+        assert "resolved by tester" in mmgov("incident", "resolve", "1", "--note", "retrained")
+        listed = mmgov("incident", "list", "--model", "clip", "--version", "2",
+                       "--status", "resolved")
+        assert listed.splitlines()[1].split()[:2] == ["1", "resolved"]
+        assert len(mmgov("incident", "list", "--module", "text").splitlines()) == 1
+        err = mmgov("incident", "list", "--since", "soon", expect=2)
+        assert "--since 'soon' is not an ISO 8601 time" in err
+        assert mmgov("incident", "reopen", "1").strip() == "incident 1 (Drift, clip v2): open"
+        mmgov("promote", "clip", "1", "--alias", "production")
+        move = json.loads(mmgov("--json", "aliases", "history", "clip", "production"))["items"][0]
+        out = mmgov("incident", "link", "1", "--move", str(move["id"]))
+        assert out.strip().endswith(f"answered by alias move {move['id']}")
+        assert f"alias move {move['id']}" in mmgov("incident", "show", "1")
+        err = mmgov("incident", "resolve", "7", "--note", "x", expect=1)
+        assert "incident 7 not found" in err

@@ -1,9 +1,9 @@
-"""Service: alias listing and history (`--at`), tags, version stages — on SQLite and PostgreSQL."""
+"""Service: alias history (`--at`), tags, version stages, incident lifecycle, on both databases."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from registry.config import CanonicalConfig
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from registry.models import utcnow
-from registry.schemas import Actor
+from registry.schemas import Actor, AlertIn
 
 READER = Actor(name="rita", team="default", role="reader")
 OUTSIDER = Actor(name="olga", team="beta", role="maintainer")
@@ -202,3 +202,97 @@ class TestStages:
             service.set_stage(three, admin, model="m", version=1, stage="retired")
         with pytest.raises(InvalidInput, match="unknown stage"):
             service.list_versions(three, admin, "m", stage="retired")
+
+
+def _alert(fingerprint: str, version: str, module: str, starts: str) -> AlertIn:
+    return AlertIn.model_validate({
+        "status": "firing",
+        "labels": {"alertname": "Drift", "model": "m", "version": version, "module": module},
+        "startsAt": starts,
+        "fingerprint": fingerprint,
+    })
+
+
+@pytest.fixture
+def incidents(three: Database, admin: Actor) -> Database:
+    """Incidents 1 (v1, vision, Jan 1), 2 (v2, text, Feb 1), 3 (v2, vision, Mar 1) on model m."""
+    service.record_alerts(three, admin, [
+        _alert("f1", "1", "vision", "2026-01-01T00:00:00Z"),
+        _alert("f2", "2", "text", "2026-02-01T00:00:00Z"),
+        _alert("f3", "2", "vision", "2026-03-01T00:00:00Z"),
+    ])
+    return three
+
+
+class TestIncidentLifecycle:
+    def test_acknowledge_resolve_reopen_link(self, incidents: Database, admin: Actor):
+        """Each step changes the incident and appends its audit event; wrong steps conflict."""
+        maint = Actor(name="mo", team="default", role="maintainer")
+        acked = service.acknowledge_incident(incidents, maint, 1, note="looking")
+        assert (acked.status, acked.acknowledged_by) == ("open", "mo")
+        with pytest.raises(Conflict, match="acknowledged by mo"):
+            service.acknowledge_incident(incidents, admin, 1)
+        acknowledged = service.list_incidents(incidents, admin, status="acknowledged")
+        assert [i.id for i in acknowledged] == [1]
+        done = service.resolve_incident(incidents, maint, 1, note="retrained encoder")
+        assert (done.status, done.resolved_by, done.resolution_note) == (
+            "resolved", "mo", "retrained encoder"
+        )
+        assert done.ends_at is not None
+        with pytest.raises(Conflict, match="already resolved"):
+            service.resolve_incident(incidents, maint, 1, note="again")
+        with pytest.raises(Conflict, match="resolved: reopen it first"):
+            service.acknowledge_incident(incidents, maint, 1)
+        again = service.reopen_incident(incidents, maint, 1, reason="drift is back")
+        assert (again.status, again.ends_at, again.acknowledged_by) == ("open", None, None)
+        with pytest.raises(Conflict, match="is open"):
+            service.reopen_incident(incidents, maint, 1)
+        promoted = service.promote(incidents, admin, model="m", version=3, alias="production")
+        move = service.alias_history(incidents, admin, "m", "production").items[0]
+        assert move.version == promoted.version
+        linked = service.link_incident(incidents, maint, 1, move=move.id)
+        assert linked.answered_by_move == move.id
+        actions = [e.action for e in service.list_audit(incidents, admin, limit=5).items]
+        assert actions == [
+            "incident.link", "alias.promote", "incident.reopen", "incident.resolve",
+            "incident.acknowledge",
+        ]
+        assert service.verify_audit(incidents, admin).ok
+
+    def test_filters(self, incidents: Database, admin: Actor):
+        """By status, module, version (with model) and start time."""
+        def ids(**kw: object) -> list[int]:
+            return [i.id for i in service.list_incidents(incidents, admin, **kw)]  # type: ignore[arg-type]
+
+        assert ids() == [3, 2, 1]
+        assert ids(module="vision") == [3, 1]
+        assert ids(model="m", version=2) == [3, 2]
+        assert ids(since=datetime(2026, 1, 15, tzinfo=UTC)) == [3, 2]
+        assert ids(until=datetime(2026, 2, 1, tzinfo=UTC)) == [2, 1]
+        service.resolve_incident(incidents, admin, 2, note="ok")
+        assert ids(status="resolved") == [2]
+        assert ids(status="open") == [3, 1]
+        with pytest.raises(InvalidInput, match="needs the model"):
+            ids(version=2)
+        with pytest.raises(InvalidInput, match="unknown status 'closed'"):
+            ids(status="closed")
+        with pytest.raises(InvalidInput, match="after --until"):
+            ids(since=datetime(2026, 3, 1, tzinfo=UTC), until=datetime(2026, 1, 1, tzinfo=UTC))
+
+    def test_another_teams_incident_is_not_found_and_nothing_written(
+        self, incidents: Database, admin: Actor
+    ):
+        """Resolving another team's incident, or a reader resolving: refused, nothing written."""
+        before = _count_events(incidents, admin)
+        with pytest.raises(NotFound, match="incident 1 not found"):
+            service.resolve_incident(incidents, OUTSIDER, 1, note="not mine")
+        with pytest.raises(NotFound, match="incident 1 not found"):
+            service.get_incident(incidents, OUTSIDER, 1)
+        with pytest.raises(PermissionDenied):
+            service.resolve_incident(incidents, READER, 1, note="x")
+        with pytest.raises(InvalidInput, match="needs a note"):
+            service.resolve_incident(incidents, admin, 1, note="  ")
+        with pytest.raises(NotFound, match="alias move 99 not found"):
+            service.link_incident(incidents, admin, 1, move=99)
+        assert _count_events(incidents, admin) == before
+        assert service.get_incident(incidents, admin, 1).status == "open"
