@@ -13,10 +13,12 @@ from registry.schemas import (
     AlertIn,
     AliasHistory,
     AliasInfo,
+    ApprovalInfo,
     AuditEventInfo,
     AuditReport,
     IncidentInfo,
     ModelInfo,
+    PolicyInfo,
     ReferenceInfo,
     SchemaInfo,
     Stage,
@@ -210,6 +212,37 @@ class IncidentLink(_Request):
     move: int = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
 
 
+class SoakIn(_Request):
+    alias: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="e.g. staging")
+    duration: str = Field(
+        min_length=1, max_length=32, description="How long, e.g. 30m, 24h, 7d, 1h30m."
+    )
+
+
+class PolicySet(_Request):
+    """The rules a promotion to the alias must pass; an empty body declares it without rules."""
+
+    min_role: Literal["reader", "maintainer", "admin"] | None = None
+    require_reference: bool = False
+    no_open_incident: bool = False
+    soak: SoakIn | None = None
+    approvals: int = Field(default=0, ge=0, le=10)
+    note: str = Field(default="", max_length=10_000)
+
+
+class ApprovalIn(_Request):
+    alias: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    note: str = Field(default="", max_length=10_000)
+
+
+class PolicyPublic(PolicyInfo):
+    pass
+
+
+class ApprovalPublic(ApprovalInfo):
+    pass
+
+
 class TagsSet(_Request):
     tags: dict[
         Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")],
@@ -319,6 +352,8 @@ __all__ = [
     "AliasHistoryPublic",
     "AliasPublic",
     "AliasUpdate",
+    "ApprovalIn",
+    "ApprovalPublic",
     "AuditEventPublic",
     "AuditEventsPublic",
     "AuditReportPublic",
@@ -331,11 +366,14 @@ __all__ = [
     "IncidentResolve",
     "ModelCreate",
     "ModelPublic",
+    "PolicyPublic",
+    "PolicySet",
     "Problem",
     "ReferencePublic",
     "RegisterPublic",
     "ResolvedAliasPublic",
     "RollbackRequest",
+    "SoakIn",
     "StageSet",
     "TagPublic",
     "TagsSet",

@@ -6,13 +6,21 @@ unchanged and appends no audit event (nothing changed, so there is nothing to au
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from registry import audit
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
-from registry.models import Alias, AliasHistory, AliasMove, Model, ModelVersion, utcnow
+from registry.models import (
+    Alias,
+    AliasHistory,
+    AliasMove,
+    AliasPolicy,
+    Model,
+    ModelVersion,
+    utcnow,
+)
 from registry.schemas import UNSET, Actor, AliasInfo, ResolvedAlias, Unset
 from registry.service._common import (
     alias_info,
@@ -23,6 +31,7 @@ from registry.service._common import (
     visible_model,
 )
 from registry.service.lookups import lookup_alias
+from registry.service.policies import check_promotion
 
 
 def _payload(alias: str, before: int | None, after: int, reason: str) -> dict[str, object]:
@@ -79,6 +88,7 @@ _PROMOTE_STATE = (
         _CURRENT.id.label("current_id"),
         Alias.updated_at,
         Alias.updated_by,
+        exists().where(AliasPolicy.model_id == Model.id).label("has_policies"),
     )
     .select_from(Model)
     .outerjoin(
@@ -126,6 +136,8 @@ def promote(
     Raises:
         InvalidInput: bad alias name. PermissionDenied: reader. NotFound: model or version.
         Conflict: ``expected_version`` is not the alias's current version.
+        PolicyRefused: the version is archived, the alias is new but the model declares
+        others, or the alias's policy is not met (every unmet rule listed).
     """
     require_writer(actor)
     _check_reason(reason)
@@ -138,11 +150,6 @@ def promote(
         ).one()
         if state.target_id is None:
             raise NotFound(f"model {model!r} has no version {version}")
-        if state.target_stage == "archived":
-            raise Conflict(
-                f"{model} v{version} is archived: an archived version cannot be promoted "
-                "(archiving is final: promote another version)"
-            )
         before: int | None = state.current
         _check_expected(model, alias, before, expected_version)
         if state.alias_id is not None and before == version:
@@ -153,6 +160,18 @@ def promote(
                 previous_version=None,
                 updated_at=state.updated_at,
                 updated_by=state.updated_by,
+            )
+        if state.has_policies or state.target_stage == "archived":
+            check_promotion(
+                conn,
+                actor,
+                model=model,
+                model_id=row.id,
+                alias=alias,
+                alias_exists=state.alias_id is not None,
+                version=version,
+                version_id=state.target_id,
+                stage=state.target_stage,
             )
         now = utcnow()
         moved = {"version_id": state.target_id, "updated_at": now, "updated_by": actor.name}

@@ -13,7 +13,7 @@ from registry import service
 from registry.api import create_app
 from registry.api.app import check_routes_declare_rules
 from registry.api.deps import ALERTMANAGER, Authz, rule_of
-from registry.schemas import AlertIn
+from registry.schemas import Actor, AlertIn, PolicyRules
 from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
 
 
@@ -63,6 +63,19 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      f"{V1}/models/mm/versions/1/tags/run", None, (401, 403, 200, 200, 404)),
     ("PUT", "/api/v1/models/{name}/versions/{version}/stage", f"{V1}/models/mm/versions/1/stage",
      {"stage": "deprecated"}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/policies", f"{V1}/models/mm/policies", None,
+     (401, 200, 200, 200, 404)),
+    # Policies are an admin's: another team's maintainer is refused by role before the lookup.
+    ("PUT", "/api/v1/models/{name}/policies/{alias}", f"{V1}/models/mm/policies/production",
+     {"approvals": 1}, (401, 403, 403, 200, 403)),
+    ("DELETE", "/api/v1/models/{name}/policies/{alias}", f"{V1}/models/mm/policies/staging",
+     None, (401, 403, 403, 200, 403)),
+    ("GET", "/api/v1/models/{name}/versions/{version}/approvals",
+     f"{V1}/models/mm/versions/1/approvals", None, (401, 200, 200, 200, 404)),
+    ("POST", "/api/v1/models/{name}/versions/{version}/approvals",
+     f"{V1}/models/mm/versions/2/approvals", {"alias": "staging"}, (401, 403, 201, 201, 404)),
+    ("DELETE", "/api/v1/models/{name}/versions/{version}/approvals/{alias}",
+     f"{V1}/models/mm/versions/1/approvals/staging", None, (401, 403, 200, 200, 404)),
     ("PUT", "/api/v1/models/{name}/versions/{version}/reference",
      f"{V1}/models/mm/versions/1/reference?{REF}", b"profile-bytes", (401, 403, 200, 200, 404)),
     ("GET", "/api/v1/models/{name}/versions/{version}/reference",
@@ -143,8 +156,9 @@ class TestFailClosed:
 @pytest.fixture
 def populated(registry_db: Registry) -> Registry:
     """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, a tag
-    run=a on v1, incidents 1 (open) and 2 (resolved) on v1, and a config schema (v1) set after
-    the versions."""
+    run=a on v1, incidents 1 (open) and 2 (resolved) on v1, alias staging declared and v1
+    approved for it by alpha's maintainer and admin, and a config schema (v1) set after the
+    versions."""
     from registry.config import canonicalize
     from registry.weights import inspect_weights
 
@@ -162,6 +176,11 @@ def populated(registry_db: Registry) -> Registry:
     service.set_tags(registry_db.db, CLI_ADMIN, model="mm", version=1, tags={"run": "a"})
     service.record_alerts(registry_db.db, ALERTMANAGER, [alert("one"), alert("two")])
     service.resolve_incident(registry_db.db, CLI_ADMIN, 2, note="gone")
+    service.set_policy(registry_db.db, CLI_ADMIN, model="mm", alias="staging",
+                       rules=PolicyRules())
+    for role in ("maintainer", "admin"):
+        approver = Actor(name=f"alpha/{role}", team="alpha", role=role)
+        service.approve(registry_db.db, approver, model="mm", version=1, alias="staging")
     service.set_schema(registry_db.db, CLI_ADMIN, model="mm", schema={"type": "object"})
     return registry_db
 

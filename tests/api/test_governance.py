@@ -126,3 +126,53 @@ class TestIncidents:
         assert r.json()["status"] == "open"
         again = client.post(f"{V1}/incidents/{incident}/reopen", json={}, headers=h)
         assert again.status_code == 409
+
+
+class TestPolicies:
+    def test_refused_promotion_is_a_problem_listing_every_rule(
+        self, client: TestClient, registry_db: Registry
+    ):
+        """409 problem+json with one `errors` entry per unmet rule; approvals make it pass."""
+        h = _setup(client, registry_db)
+        admin = registry_db.headers("admin")
+        r = client.put(f"{V1}/models/mm/policies/staging", json={}, headers=admin)
+        assert r.status_code == 200, r.text
+        bad = client.put(
+            f"{V1}/models/mm/policies/production",
+            json={"soak": {"alias": "staging", "duration": "soon"}}, headers=admin,
+        )
+        assert bad.status_code == 422
+        assert "does not parse" in bad.json()["detail"]
+        r = client.put(
+            f"{V1}/models/mm/policies/production",
+            json={"min_role": "admin", "require_reference": True, "approvals": 1},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["rules"]["approvals"] == 1
+        refused = client.put(f"{V1}/models/mm/aliases/production", json={"version": 2},
+                             headers=h)
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert [e["rule"] for e in refused.json()["errors"]] == [
+            "min_role", "require_reference", "approvals"
+        ]
+        typo = client.put(f"{V1}/models/mm/aliases/prodution", json={"version": 2}, headers=h)
+        assert [e["rule"] for e in typo.json()["errors"]] == ["declared"]
+        # The maintainer registered v2, so only another one's approval counts.
+        own = client.post(f"{V1}/models/mm/versions/2/approvals", json={"alias": "production"},
+                          headers=h)
+        assert own.status_code == 403
+        r = client.post(f"{V1}/models/mm/versions/2/approvals", json={"alias": "production"},
+                        headers=admin)
+        assert r.status_code == 201, r.text
+        r = client.put(
+            f"{V1}/models/mm/versions/2/reference",
+            params={"format": "npz-v1", "n_samples": 1, "modules": "image_encoder"},
+            content=b"ref", headers={**admin, "Content-Type": "application/octet-stream"},
+        )
+        assert r.status_code == 200, r.text
+        ok = client.put(f"{V1}/models/mm/aliases/production", json={"version": 2}, headers=admin)
+        assert ok.status_code == 200, ok.text
+        listed = client.get(f"{V1}/models/mm/policies", headers=h).json()
+        assert [p["alias"] for p in listed] == ["production", "staging"]

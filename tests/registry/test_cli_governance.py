@@ -126,3 +126,37 @@ class TestIncidentCli:
         assert f"alias move {move['id']}" in mmgov("incident", "show", "1")
         err = mmgov("incident", "resolve", "7", "--note", "x", expect=1)
         assert "incident 7 not found" in err
+
+
+class TestPolicyCli:
+    def test_policy_approve_and_refusal_lines(self, mmgov: Run) -> None:
+        """A refused promotion prints one line per unmet rule; approvals by others let it in."""
+        mmgov("policy", "set", "clip", "staging")
+        out = mmgov("policy", "set", "clip", "production", "--require-reference",
+                    "--approvals", "1", "--soak", "staging:1s")
+        assert out.strip() == (
+            "clip@production: policy v1: reference soak=staging:1s approvals=1"
+        )
+        err = mmgov("promote", "clip", "2", "--alias", "production", expect=1)
+        lines = err.strip().splitlines()
+        assert lines[0] == "error: promotion of clip v2 to 'production' refused, 3 rules unmet:"
+        assert [line.split(":")[0] for line in lines[1:]] == [
+            "- require_reference", "- approvals", "- soak"
+        ]
+        err = mmgov("promote", "clip", "2", "--alias", "prodution", expect=1)
+        assert "alias 'prodution' is not declared" in err
+        err = mmgov("approve", "clip", "2", "--alias", "production", expect=1)
+        assert "tester registered clip v2 and cannot approve it" in err
+        out = mmgov("approve", "clip", "2", "--alias", "production", actor="reviewer")
+        assert out.strip() == "clip v2: approved for production by reviewer"
+        assert "reviewer" in mmgov("approvals", "clip", "2")
+        err = mmgov("policy", "set", "clip", "production", "--soak", "staging:soon", expect=2)
+        assert "duration 'soon' does not parse" in err
+        err = mmgov("policy", "set", "clip", "production", "--soak", "stagin:1h", expect=2)
+        assert "unknown alias 'stagin'" in err
+        listed = mmgov("policy", "list", "clip")
+        assert [line.split()[0] for line in listed.splitlines()[1:]] == ["production", "staging"]
+        mmgov("policy", "remove", "clip", "production")
+        err = mmgov("promote", "clip", "2", "--alias", "production", expect=1)
+        assert "'production' is not declared for model 'clip' (declared: staging)" in err
+        mmgov("promote", "clip", "2", "--alias", "staging")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -10,9 +11,9 @@ import pytest
 from registry import service
 from registry.config import CanonicalConfig
 from registry.db import Database
-from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PolicyRefused
 from registry.models import utcnow
-from registry.schemas import Actor, AlertIn
+from registry.schemas import Actor, AlertIn, PolicyRules
 
 READER = Actor(name="rita", team="default", role="reader")
 OUTSIDER = Actor(name="olga", team="beta", role="maintainer")
@@ -296,3 +297,117 @@ class TestIncidentLifecycle:
             service.link_incident(incidents, admin, 1, move=99)
         assert _count_events(incidents, admin) == before
         assert service.get_incident(incidents, admin, 1).status == "open"
+
+
+MAINT = Actor(name="mo", team="default", role="maintainer")
+MAINT2 = Actor(name="max", team="default", role="maintainer")
+
+
+def _rules(**kw: object) -> PolicyRules:
+    return PolicyRules.model_validate(kw)
+
+
+def _unmet(exc: pytest.ExceptionInfo[PolicyRefused]) -> list[str]:
+    return [e["rule"] for e in exc.value.errors]
+
+
+class TestProtectedAliases:
+    def test_refusal_lists_every_unmet_rule_then_passes(self, three: Database, admin: Actor):
+        """Four rules unmet at once are all listed; meeting each one lets the promotion in."""
+        service.set_policy(three, admin, model="m", alias="production", rules=_rules(
+            min_role="admin", require_reference=True, no_open_incident=True, approvals=2,
+        ))
+        service.record_alerts(three, admin, [_alert("f1", "2", "vision", "2026-01-01T00:00:00Z")])
+        before = _count_events(three, admin)
+        with pytest.raises(PolicyRefused) as refused:
+            service.promote(three, MAINT, model="m", version=2, alias="production")
+        assert _unmet(refused) == ["min_role", "require_reference", "no_open_incident",
+                                   "approvals"]
+        assert refused.value.detail.count("\n- ") == 4
+        assert "0 of 2 approvals" in refused.value.detail
+        assert _count_events(three, admin) == before
+        assert service.list_aliases(three, admin, "m") == []
+        service.attach_reference(three, admin, model="m", version=2, fmt="npz-v1", blob=b"r",
+                                 n_samples=1, modules=["vision"])
+        service.resolve_incident(three, admin, 1, note="fixed upstream")
+        service.approve(three, MAINT, model="m", version=2, alias="production")
+        with pytest.raises(PolicyRefused) as refused:
+            service.promote(three, admin, model="m", version=2, alias="production")
+        assert _unmet(refused) == ["approvals"]
+        service.approve(three, MAINT2, model="m", version=2, alias="production")
+        service.withdraw_approval(three, MAINT2, model="m", version=2, alias="production")
+        with pytest.raises(PolicyRefused, match="1 of 2 approvals"):
+            service.promote(three, admin, model="m", version=2, alias="production")
+        service.approve(three, MAINT2, model="m", version=2, alias="production")
+        done = service.promote(three, admin, model="m", version=2, alias="production")
+        assert done.version == 2
+        approvals = service.list_approvals(three, admin, model="m", version=2)
+        assert [(a.approver, a.withdrawn_by) for a in approvals] == [
+            ("mo", None), ("max", "max"), ("max", None)
+        ]
+
+    def test_declared_aliases_only_once_any_is_declared(self, three: Database, admin: Actor):
+        """The typo alias is refused, naming the declared ones; removing the policy frees it."""
+        service.set_policy(three, admin, model="m", alias="production", rules=_rules())
+        service.promote(three, admin, model="m", version=1, alias="production")
+        with pytest.raises(PolicyRefused, match="'prodution' is not declared") as refused:
+            service.promote(three, admin, model="m", version=1, alias="prodution")
+        assert "declared: production" in refused.value.detail
+        assert [p.alias for p in service.list_policies(three, admin, "m")] == ["production"]
+        removed = service.remove_policy(three, admin, model="m", alias="production")
+        assert (removed.version, removed.rules) == (2, None)
+        assert service.list_policies(three, admin, "m") == []
+        service.promote(three, admin, model="m", version=1, alias="prodution")
+
+    def test_soak_on_staging(self, three: Database, admin: Actor):
+        """The candidate must have served staging for the duration without an incident."""
+        service.set_policy(three, admin, model="m", alias="staging", rules=_rules())
+        service.set_policy(three, admin, model="m", alias="production", rules=_rules(
+            soak={"alias": "staging", "seconds": service.parse_duration("1s")}
+        ))
+        with pytest.raises(PolicyRefused, match="served 'staging' for 0s"):
+            service.promote(three, admin, model="m", version=2, alias="production")
+        service.promote(three, admin, model="m", version=2, alias="staging")
+        with pytest.raises(PolicyRefused) as refused:
+            service.promote(three, admin, model="m", version=2, alias="production")
+        assert _unmet(refused) == ["soak"]
+        time.sleep(1.2)
+        service.promote(three, admin, model="m", version=2, alias="production")
+
+    def test_archived_is_a_rule_with_its_reason(self, three: Database, admin: Actor):
+        """An archived version is refused with the not_archived rule, and cannot be approved."""
+        service.set_policy(three, admin, model="m", alias="production", rules=_rules(approvals=1))
+        service.set_stage(three, admin, model="m", version=1, stage="archived")
+        with pytest.raises(PolicyRefused) as refused:
+            service.promote(three, admin, model="m", version=1, alias="production")
+        assert _unmet(refused) == ["not_archived", "approvals"]
+        with pytest.raises(Conflict, match="archived: it can no longer be approved"):
+            service.approve(three, MAINT, model="m", version=1, alias="production")
+
+    def test_bad_policies_and_approvals_write_nothing(self, three: Database, admin: Actor):
+        """Unknown soak alias, bad duration, own version, undeclared alias, non-admin policy."""
+        before = _count_events(three, admin)
+        with pytest.raises(InvalidInput, match="unknown alias 'stagin'"):
+            service.set_policy(three, admin, model="m", alias="production", rules=_rules(
+                soak={"alias": "stagin", "seconds": 60}
+            ))
+        for raw in ("soon", "10", "0s", "-1h", ""):
+            with pytest.raises(InvalidInput, match="duration"):
+                service.parse_duration(raw)
+        assert service.parse_duration("1h30m") == 5400
+        with pytest.raises(PermissionDenied, match="only an admin"):
+            service.set_policy(three, MAINT, model="m", alias="production", rules=_rules())
+        with pytest.raises(InvalidInput, match="declares no alias 'production'"):
+            service.approve(three, MAINT, model="m", version=1, alias="production")
+        assert _count_events(three, admin) == before
+        service.set_policy(three, admin, model="m", alias="production", rules=_rules())
+        with pytest.raises(PermissionDenied, match="registered m v1 and cannot approve it"):
+            service.approve(three, admin, model="m", version=1, alias="production")
+        service.approve(three, MAINT, model="m", version=1, alias="production")
+        with pytest.raises(Conflict, match="already approved"):
+            service.approve(three, MAINT, model="m", version=1, alias="production")
+        with pytest.raises(NotFound, match="has no approval"):
+            service.withdraw_approval(three, MAINT2, model="m", version=1, alias="production")
+        with pytest.raises(NotFound):
+            service.approve(three, OUTSIDER, model="m", version=1, alias="production")
+        assert _count_events(three, admin) == before + 2
