@@ -243,10 +243,14 @@ class Approval(Base):
 
 
 class VersionTag(Base):
+    """A key=value tag of a version; the model and version number are copied for the index."""
+
     __tablename__ = "version_tags"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    version: Mapped[int] = mapped_column(Integer)
     key: Mapped[str] = mapped_column(String(64))
     value: Mapped[str] = mapped_column(String(256))
     created_by: Mapped[str] = mapped_column(String(128))
@@ -254,7 +258,7 @@ class VersionTag(Base):
 
     __table_args__ = (
         UniqueConstraint("version_id", "key"),
-        Index(None, "key", "value", "version_id"),
+        Index(None, "model_id", "key", "value", "version"),
     )
 
 

@@ -201,6 +201,8 @@ class TagInfo(_Frozen):
 
 
 class ResolvedAlias(_Frozen):
+    """What an alias serves; ``version.aliases`` and ``tags`` stay empty (one-row hot path)."""
+
     model: str
     alias: str
     version: VersionInfo

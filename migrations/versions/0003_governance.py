@@ -170,11 +170,16 @@ def upgrade() -> None:
     op.create_table(
         "version_tags",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model_id", sa.Integer(), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("value", sa.String(length=256), nullable=False),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("created_at", _timestamp(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model_id"], ["models.id"], name=op.f("fk_version_tags_model_id_models")
+        ),
         sa.ForeignKeyConstraint(
             ["version_id"], ["model_versions.id"],
             name=op.f("fk_version_tags_version_id_model_versions"),
@@ -182,10 +187,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_version_tags")),
         sa.UniqueConstraint("version_id", "key", name=op.f("uq_version_tags_version_id_key")),
     )
+    # A tag filter walks this index newest version first: its cost follows the page, not the
+    # number of versions or of tagged ones.
     op.create_index(
-        op.f("ix_version_tags_key_value_version_id"),
+        op.f("ix_version_tags_model_id_key_value_version"),
         "version_tags",
-        ["key", "value", "version_id"],
+        ["model_id", "key", "value", "version"],
         unique=False,
     )
     # Plain ADD COLUMN (no batch mode): SQLite keeps the immutability trigger, which names the
@@ -208,7 +215,7 @@ def downgrade() -> None:
     ):
         op.drop_column("incidents", column)
     op.drop_column("model_versions", "stage")
-    op.drop_index(op.f("ix_version_tags_key_value_version_id"), table_name="version_tags")
+    op.drop_index(op.f("ix_version_tags_model_id_key_value_version"), table_name="version_tags")
     op.drop_table("version_tags")
     op.drop_index(op.f("ix_approvals_version_id_alias"), table_name="approvals")
     op.drop_table("approvals")

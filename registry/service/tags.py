@@ -118,7 +118,8 @@ def set_tags(
                 current[key].created_at = now
             else:
                 current[key] = VersionTag(
-                    version_id=row.id, key=key, value=value, created_by=actor.name, created_at=now
+                    model_id=row.model_id, version_id=row.id, version=row.version, key=key,
+                    value=value, created_by=actor.name, created_at=now,
                 )
                 session.add(current[key])
         session.flush()

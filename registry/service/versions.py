@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from registry.db import Database
 from registry.diff import VersionDiff, diff_configs, diff_modules, diff_pipeline_json
@@ -104,6 +104,10 @@ _TAGS_OF = (
     .where(VersionTag.version_id.in_(bindparam("ids", expanding=True)))
     .order_by(VersionTag.key)
 )
+_BY_NUMBERS = select(ModelVersion.id.label("version_pk"), *VERSION_COLUMNS).where(
+    ModelVersion.model_id == bindparam("model_id"),
+    ModelVersion.version.in_(bindparam("versions", expanding=True)),
+)
 _PAIR = select(*VERSION_COLUMNS).where(
     ModelVersion.model_id == bindparam("model_id"),
     ModelVersion.version.in_(bindparam("versions", expanding=True)),
@@ -155,22 +159,54 @@ def _check_filters(tags: Mapping[str, str] | None, stage: str | None) -> None:
             raise InvalidInput(f"tag {key!r}: a value is 1-256 characters")
 
 
-def _filtered_page(
-    tags: Mapping[str, str] | None, stage: str | None, before: int | None
+def _filtered_numbers(
+    tags: Mapping[str, str], stage: str | None, before: int | None
 ) -> Any:
-    query = _PAGE if before is None else _PAGE_BEFORE
-    for key, value in (tags or {}).items():
-        # Drives from the (key, value, version_id) index: cost follows the tagged versions.
+    """Version numbers carrying every tag, newest first, from the first tag's index."""
+    (key, value), *others = tags.items()
+    query = (
+        select(VersionTag.version)
+        .where(
+            VersionTag.model_id == bindparam("model_id"),
+            VersionTag.key == key,
+            VersionTag.value == value,
+        )
+        .order_by(VersionTag.version.desc())
+        .limit(bindparam("limit"))
+    )
+    if before is not None:
+        query = query.where(VersionTag.version < bindparam("before"))
+    for other_key, other_value in others:
+        also = aliased(VersionTag)
         query = query.where(
-            ModelVersion.id.in_(
-                select(VersionTag.version_id).where(
-                    VersionTag.key == key, VersionTag.value == value
-                )
+            exists().where(
+                also.version_id == VersionTag.version_id,
+                also.key == other_key,
+                also.value == other_value,
             )
         )
     if stage is not None:
-        query = query.where(ModelVersion.stage == stage)
+        query = query.where(
+            exists().where(ModelVersion.id == VersionTag.version_id, ModelVersion.stage == stage)
+        )
     return query
+
+
+def _page_rows(
+    conn: Connection,
+    params: dict[str, Any],
+    tags: Mapping[str, str] | None,
+    stage: str | None,
+    before: int | None,
+) -> Sequence[Any]:
+    if tags:
+        numbers = list(conn.execute(_filtered_numbers(tags, stage, before), params).scalars())
+        rows = conn.execute(_BY_NUMBERS, {"model_id": params["model_id"], "versions": numbers})
+        return sorted(rows, key=lambda r: r.version, reverse=True)
+    query = _PAGE if before is None else _PAGE_BEFORE
+    if stage is not None:
+        query = query.where(ModelVersion.stage == stage)
+    return conn.execute(query, params).all()
 
 
 def list_versions(
@@ -196,7 +232,7 @@ def list_versions(
     with db.connect() as conn:
         model_id = visible_model_id(conn, actor, model)
         params = {"model_id": model_id, "limit": limit + 1, "before": before}
-        rows = conn.execute(_filtered_page(tags, stage, before), params).all()
+        rows = _page_rows(conn, params, tags, stage, before)
         items = _annotated(conn, model, model_id, rows[:limit])
     more = len(rows) > limit
     return Page[VersionInfo](items=items, next_cursor=str(items[-1].version) if more else None)
