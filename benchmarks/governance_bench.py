@@ -8,6 +8,7 @@ Run: ``.venv/bin/python benchmarks/governance_bench.py [--db URL] [--rounds R] [
    between two versions so every one writes. Goal: p50 ratio ≤ 2.
 2. ``alias_history(at=…)`` on an alias with ``--moves`` (10,000) moves (bulk-inserted into
    ``alias_moves``, benchmark-only: no audit events), at random moments. Goal: p50 < 1 ms.
+   ``SELECT 1`` on the same kind of connection is timed beside it: the round-trip floor.
 3. Listing the first page with a tag filter on a model with ``--big`` (100,000) versions against
    a control model with ``--small`` (1,000) in the same database, interleaved: a rare tag
    (20 versions) and a common one (every 10th version). Goal: p50 ratio ≤ 1.5 for both.
@@ -31,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select, update  # noqa: E402 - after the path insert
+from sqlalchemy import insert, literal, select, update  # noqa: E402 - after the path insert
 
 from registry import service  # noqa: E402
 from registry.db import Database, upgrade  # noqa: E402
@@ -47,6 +48,9 @@ TAG_GOAL_RATIO = 1.5
 RARE_TAGGED = 20
 COMMON_EVERY = 10
 BATCH = 5_000
+_FLOOR = select(literal(1))
+FLOORS: list[list[float]] = []
+"""``SELECT 1`` on a read connection, timed like the history reads: the database's floor."""
 
 
 def _p50_ms(latencies: list[float]) -> float:
@@ -133,7 +137,8 @@ def measure_history_at(db: Database, moves: int, rounds: int) -> list[float]:
         for i in range(moves):
             batch.append({
                 "alias_id": alias_id, "version_id": ids[i % 2], "from_version_id": ids[1 - i % 2],
-                "action": "promote", "actor": "bench-bulk", "reason": "",
+                "version": 1 + i % 2, "from_version": 2 - i % 2, "action": "promote",
+                "actor": "bench-bulk", "reason": "",
                 "at": start + timedelta(seconds=i), "audit_seq": 0,
             })  # fmt: skip
             if len(batch) == BATCH or i == moves - 1:
@@ -144,6 +149,13 @@ def measure_history_at(db: Database, moves: int, rounds: int) -> list[float]:
             conn.exec_driver_sql("ANALYZE alias_moves")
     rng = random.Random(14)
     latencies = []
+    floor = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        with db.connect() as conn:
+            conn.execute(_FLOOR).scalar_one()
+        floor.append(time.perf_counter() - t0)
+    FLOORS.append(floor)
     service.alias_history(db, ADMIN, model, "production", at=start + timedelta(seconds=5))
     for _ in range(rounds):
         at = start + timedelta(seconds=rng.uniform(0, moves))
@@ -230,6 +242,8 @@ def render(
     """The markdown report: p50/p99 per operation, then each goal with its verdict."""
     rows = ["| operation | p50 ms | p99 ms | calls |", "|---|---:|---:|---:|"]
     every = {**promotion, f"history --at, {moves:,} moves": at, **tags}
+    if FLOORS:
+        every["floor: SELECT 1 on a read connection"] = FLOORS[-1]
     for name, lat in every.items():
         ordered = sorted(lat)
         p99 = 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]

@@ -196,6 +196,9 @@ class AliasMove(Base):
     alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id"))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     from_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    # The version numbers, copied: `history --at` reads one row without joining versions.
+    version: Mapped[int] = mapped_column(Integer)
+    from_version: Mapped[int | None] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text, default="")

@@ -14,12 +14,9 @@ from sqlalchemy.orm import aliased
 
 from registry.db import Database
 from registry.errors import InvalidInput, NotFound
-from registry.models import Alias, AliasMove, Model, ModelVersion, Team, utcnow
+from registry.models import Alias, AliasMove, Model, Team, utcnow
 from registry.schemas import Actor, AliasHistory, AliasMoveInfo
 from registry.service._common import check_limit, is_visible, parse_cursor
-
-_TO = aliased(ModelVersion)
-_FROM = aliased(ModelVersion)
 
 _ALIAS = (
     select(Model.created_at, Team.name.label("team"), Alias.id.label("alias_id"))
@@ -30,27 +27,35 @@ _ALIAS = (
 )
 _MOVE_COLUMNS = (
     AliasMove.id,
-    _TO.version.label("version"),
-    _FROM.version.label("from_version"),
+    AliasMove.version,
+    AliasMove.from_version,
     AliasMove.action,
     AliasMove.actor,
     AliasMove.reason,
     AliasMove.at,
     AliasMove.audit_seq,
 )
-_MOVES = (
-    select(*_MOVE_COLUMNS)
-    .join(_TO, _TO.id == AliasMove.version_id)
-    .outerjoin(_FROM, _FROM.id == AliasMove.from_version_id)
-    .where(AliasMove.alias_id == bindparam("alias_id"))
-)
+_MOVES = select(*_MOVE_COLUMNS).where(AliasMove.alias_id == bindparam("alias_id"))
 _PAGE = _MOVES.order_by(AliasMove.id.desc()).limit(bindparam("limit"))
 _PAGE_BEFORE = _PAGE.where(AliasMove.id < bindparam("before"))
-# On the (alias_id, at) index: one index probe whatever the number of moves.
-_AT = (
-    _MOVES.where(AliasMove.at <= bindparam("at"))
-    .order_by(AliasMove.at.desc(), AliasMove.id.desc())
+# One statement (one round trip on PostgreSQL): the model and alias, and the move in force,
+# found by one probe of the (alias_id, at) index whatever the number of moves.
+_EARLIER = aliased(AliasMove)
+_IN_FORCE = (
+    select(_EARLIER.id)
+    .where(_EARLIER.alias_id == Alias.id, _EARLIER.at <= bindparam("at"))
+    .order_by(_EARLIER.at.desc(), _EARLIER.id.desc())
     .limit(1)
+    .correlate(Alias)
+    .scalar_subquery()
+)
+_AT = (
+    select(Model.created_at, Team.name.label("team"), Alias.id.label("alias_id"), *_MOVE_COLUMNS)
+    .select_from(Model)
+    .outerjoin(Team, Team.id == Model.team_id)
+    .outerjoin(Alias, (Alias.model_id == Model.id) & (Alias.name == bindparam("alias")))
+    .outerjoin(AliasMove, AliasMove.id == _IN_FORCE)
+    .where(Model.name == bindparam("model"))
 )
 def _move(model: str, alias: str, r: Any) -> AliasMoveInfo:
     return AliasMoveInfo(
@@ -91,8 +96,14 @@ def alias_history(
     before = parse_cursor(cursor)
     if at is not None and at.tzinfo is None:
         raise InvalidInput("--at needs a timezone (e.g. 2024-05-01T12:00:00Z)")
+    if at is not None and at > utcnow():
+        raise InvalidInput(f"--at {at.isoformat()} is in the future")
     with db.connect() as conn:
-        found = conn.execute(_ALIAS, {"model": model, "alias": alias}).one_or_none()
+        found: Any
+        if at is None:
+            found = conn.execute(_ALIAS, {"model": model, "alias": alias}).one_or_none()
+        else:
+            found = conn.execute(_AT, {"model": model, "alias": alias, "at": at}).one_or_none()
         if found is None or not is_visible(actor, found.team):
             raise NotFound(f"model {model!r} not found")
         if found.alias_id is None:
@@ -108,17 +119,14 @@ def alias_history(
                 items=items,
                 next_cursor=str(items[-1].id) if more else None,
             )
-        if at > utcnow():
-            raise InvalidInput(f"--at {at.isoformat()} is in the future")
-        if at < found.created_at:
-            raise InvalidInput(
-                f"--at {at.isoformat()} is before model {model!r} existed "
-                f"(created {found.created_at.isoformat()})"
-            )
-        row = conn.execute(_AT, {"alias_id": found.alias_id, "at": at}).one_or_none()
-    if row is None:
+    if at < found.created_at:
+        raise InvalidInput(
+            f"--at {at.isoformat()} is before model {model!r} existed "
+            f"(created {found.created_at.isoformat()})"
+        )
+    if found.id is None:
         raise NotFound(f"alias {alias!r} of model {model!r} did not exist yet at {at.isoformat()}")
-    move = _move(model, alias, row)
+    move = _move(model, alias, found)
     return AliasHistory(model=model, alias=alias, at=at, version_at=move.version, items=[move])
 
 
