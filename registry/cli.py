@@ -599,8 +599,9 @@ def promote(
     expect: Annotated[
         str | None, typer.Option(help="Version you believe is live now ('none': no alias yet).")
     ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias's history).")] = "",
 ) -> None:
-    """Point ALIAS of model NAME at VERSION."""
+    """Point ALIAS of model NAME at VERSION (refused, rule by rule, if its policy is unmet)."""
     s = state(ctx)
     a = service.promote(
         s.existing_db,
@@ -609,6 +610,7 @@ def promote(
         version=version,
         alias=alias,
         expected_version=_expected(expect),
+        reason=reason,
     )
     was = f" (was {a.previous_version})" if a.previous_version is not None else ""
     emit(ctx, a, f"{name}@{alias} -> version {a.version}{was}")
@@ -621,6 +623,7 @@ def rollback(
     alias: Annotated[str, typer.Option("--alias", help="Alias to move back.")],
     to: Annotated[int | None, typer.Option(help="Version to go back to.")] = None,
     expect: Annotated[str | None, typer.Option(help="Version you believe is live now.")] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias's history).")] = "",
 ) -> None:
     """Move ALIAS back to where it pointed before (or to --to)."""
     s = state(ctx)
@@ -631,6 +634,7 @@ def rollback(
         alias=alias,
         to=to,
         expected_version=_expected(expect),
+        reason=reason,
     )
     emit(ctx, a, f"{name}@{alias} rolled back to version {a.version} (was {a.previous_version})")
 

@@ -13,6 +13,7 @@ from registry import service
 from registry.cli import app, emit, state, table
 from registry.errors import InvalidInput
 from registry.schemas import PolicyRules, SoakRule
+from registry.service.policies import format_duration
 
 
 class _AliasesGroup(TyperGroup):
@@ -268,7 +269,7 @@ def _rules_text(rules: Any) -> str:
     if rules.no_open_incident:
         parts.append("no-open-incident")
     if rules.soak:
-        parts.append(f"soak={rules.soak.alias}:{rules.soak.seconds}s")
+        parts.append(f"soak={rules.soak.alias}:{format_duration(rules.soak.seconds)}")
     if rules.approvals:
         parts.append(f"approvals={rules.approvals}")
     return " ".join(parts) or "(no rules)"

@@ -57,7 +57,8 @@ def parse_duration(raw: str) -> int:
     return seconds
 
 
-def _duration_text(seconds: int) -> str:
+def format_duration(seconds: int) -> str:
+    """Return ``seconds`` the way `parse_duration` reads it (``90061`` → ``1d1h1m1s``)."""
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:
@@ -485,8 +486,8 @@ def _policy_unmet(
             unmet.append({
                 "rule": "soak",
                 "message": f"v{version} served {rules.soak.alias!r} for "
-                f"{_duration_text(int(served)) or '0s'} without an incident; the policy asks "
-                f"{_duration_text(rules.soak.seconds)}",
+                f"{format_duration(int(served)) or '0s'} without an incident; the policy asks "
+                f"{format_duration(rules.soak.seconds)}",
             })
     return unmet
 
@@ -495,6 +496,7 @@ __all__ = [
     "MAX_APPROVALS",
     "approve",
     "check_promotion",
+    "format_duration",
     "list_approvals",
     "list_policies",
     "parse_duration",

@@ -41,7 +41,7 @@ class TestAliasesCli:
         """`aliases`, `aliases history [--at]`, and the ALIASES column of versions and show."""
         mmgov("promote", "clip", "1", "--alias", "production")
         between = datetime.now(UTC).isoformat()
-        mmgov("promote", "clip", "2", "--alias", "production")
+        mmgov("promote", "clip", "2", "--alias", "production", "--reason", "retrained")
         mmgov("promote", "clip", "2", "--alias", "staging")
         listed = mmgov("aliases", "clip")
         assert listed.splitlines()[0].split() == ["ALIAS", "VERSION", "MOVED", "BY"]
@@ -50,7 +50,10 @@ class TestAliasesCli:
             ["staging", "2"],
         ]
         history = json.loads(mmgov("--json", "aliases", "history", "clip", "production"))
-        assert [(m["from_version"], m["version"]) for m in history["items"]] == [(1, 2), (None, 1)]
+        assert [(m["from_version"], m["version"], m["reason"]) for m in history["items"]] == [
+            (1, 2, "retrained"),
+            (None, 1, ""),
+        ]
         at = mmgov("aliases", "history", "clip", "production", "--at", between)
         assert at.splitlines()[0].endswith(": version 1")
         versions = mmgov("versions", "clip")
