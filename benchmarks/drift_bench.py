@@ -1,10 +1,15 @@
 """Drift detectors: false-alarm rate, power and CPU cost against alibi-detect and Evidently.
 
 Run: ``.venv/bin/python benchmarks/drift_bench.py [--quick] [--no-real] [--no-external]``;
-prints markdown tables. The comparison detectors run only when installed, never as dependencies
-of mmgov (alibi-detect is under the Business Source License since 2024; Evidently needs
-``pandas<3``). ``make compare-venv`` installs them, with the CPU build of torch pinned by
-``constraints.txt``, in a separate venv inside the repository (ignored by git)::
+prints markdown tables. ``--grid [--grid-refs N]`` prints only the false-alarm rate of every
+windowed detector by window (32, 64, 128, 500) and reference size (256, 384, 1,000, 5,000) on
+the Gaussian, digits and text data (issue 15); the sequential detector is measured by
+``benchmarks/drift_stream.py``.
+
+The comparison detectors run only when installed, never as dependencies of mmgov
+(alibi-detect is under the Business Source License since 2024; Evidently needs ``pandas<3``).
+``make compare-venv`` installs them, with the CPU build of torch pinned by ``constraints.txt``,
+in a separate venv inside the repository (ignored by git)::
 
     make compare-venv
     PYTHONPATH=. .venv-compare/drift/bin/python benchmarks/drift_bench.py
@@ -47,6 +52,7 @@ import argparse  # noqa: E402 - the thread pins above must precede numpy's impor
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -230,7 +236,8 @@ def methods(external: bool, quick: bool) -> list[Method]:
         cheap = Budget(refs=10, null_per_ref=20, shift_refs=4, shift_per_ref=5)
         slow = Budget(refs=2, null_per_ref=10, shift_refs=2, shift_per_ref=3)
         slower = Budget(refs=2, null_per_ref=5, shift_refs=2, shift_per_ref=1)
-    found = [Method(f"mmgov {n}", _ours(n), ours, ours=True) for n in sorted(DETECTORS)]
+    windowed = [n for n in sorted(DETECTORS) if n != "sequential"]  # drift_stream.py has it
+    found = [Method(f"mmgov {n}", _ours(n), ours, ours=True) for n in windowed]
     if not external:
         return found
     try:
@@ -294,12 +301,17 @@ def _mix(base: np.ndarray, other: np.ndarray, share: float) -> Sampler:
     return sample
 
 
-def real_scenarios(quick: bool, seed: int) -> Iterator[Scenario]:
+def real_scenarios(
+    quick: bool, seed: int, pools: dict[str, np.ndarray] | None = None
+) -> Iterator[Scenario]:
     """Digits through the image encoder and MiniLM texts, from the reference model.
+
+    ``pools``, when given, receives each data set's in-distribution embeddings by name.
 
     Returns:
         Scenarios (none when examples.multimodal or its data cannot load).
     """
+    pools = {} if pools is None else pools
     try:
         import torch
 
@@ -338,6 +350,7 @@ def real_scenarios(quick: bool, seed: int) -> Iterator[Scenario]:
         shifted |= {f"pixel noise σ={sd:g}/255": _subset(noisy[sd][rest]) for sd in noisy}
         return Draw(clean[ref], _subset(clean[rest]), shifted)
 
+    pools["digits (image encoder, d=384)"] = clean
     digit_conditions = ("class prior 3:1", *(f"pixel noise σ={sd:g}/255" for sd in noisy))
     yield Scenario("digits (image encoder, d=384)", 384, digit_conditions, draw_digits, True)
 
@@ -370,6 +383,7 @@ def real_scenarios(quick: bool, seed: int) -> Iterator[Scenario]:
         shifted = {f"topic: {p:.0%} finance": _mix(rest, finance, p) for p in (0.1, 0.3)}
         return Draw(ref, _subset(rest), shifted)
 
+    pools["texts (MiniLM, d=384)"] = captions
     text_conditions = ("topic: 10% finance", "topic: 30% finance")
     yield Scenario("texts (MiniLM, d=384)", 384, text_conditions, draw_texts, True)
 
@@ -531,6 +545,115 @@ def observe_cost(d: int) -> float:
     return statistics.median(costs) / 32 * 1e6
 
 
+GRID_WINDOWS = (32, 64, 128, 500)
+GRID_REFS = (256, 384, 1000, 5000)
+
+
+def grid_cell(
+    name: str,
+    draw: Callable[[np.random.Generator, int, int, int], Any],
+    n_ref: int,
+    window: int,
+    refs: int,
+    per_ref: int,
+    seed: int,
+) -> tuple[float, float] | None:
+    """False-alarm rate of one windowed detector at one window and reference size.
+
+    ``draw(rng, n_ref, window, per_ref)`` gives a reference and ``per_ref`` null windows (None
+    when the pool is too small). Each reference is drawn independently.
+
+    Returns:
+        ``(mean, standard error over references)``, or None when the cell cannot be drawn.
+    """
+    rates = []
+    for r in range(refs):
+        rng = np.random.default_rng([seed, n_ref, window, r])
+        drawn = draw(rng, n_ref, window, per_ref)
+        if drawn is None:
+            return None
+        reference, windows = drawn
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the size warning is what the grid measures
+            detector = create_detector(name, reference, window=window, seed=r)
+        rates.append(float(np.mean([detector.score(w).score > 1.0 for w in windows])))
+    return fpr_and_se(rates)
+
+
+def grid_sources(
+    no_real: bool, quick: bool, seed: int
+) -> list[tuple[str, Callable[[np.random.Generator, int, int, int], Any], bool]]:
+    """The grid's data sets: Gaussian at d = 384 (endless) and the finite real pools.
+
+    Returns:
+        ``(name, draw, finite)`` per data set.
+    """
+    d = 384
+    mixing_rng = np.random.default_rng(seed + d)
+    mixing = mixing_rng.standard_normal((d, d)) * mixing_rng.uniform(0.1, 1.0, d) / np.sqrt(d)
+
+    def gaussian(r: np.random.Generator, n: int, m: int, k: int) -> Any:
+        return r.standard_normal((n, d)) @ mixing.T, [
+            r.standard_normal((m, d)) @ mixing.T for _ in range(k)
+        ]
+
+    out: list[tuple[str, Callable[[np.random.Generator, int, int, int], Any], bool]] = [
+        (f"gaussian d={d}", gaussian, False)
+    ]
+    if no_real:
+        return out
+    pools: dict[str, np.ndarray] = {}
+    for _ in real_scenarios(quick, seed, pools):
+        pass
+    for pool_name, pool in pools.items():
+
+        def finite(r: np.random.Generator, n: int, m: int, k: int, pool: Any = pool) -> Any:
+            if n + m > pool.shape[0]:
+                return None
+            order = r.permutation(pool.shape[0])
+            rest = pool[order[n:]]
+            return pool[order[:n]], [
+                rest[r.choice(rest.shape[0], m, replace=False)] for _ in range(k)
+            ]
+
+        out.append((pool_name, finite, True))
+    return out
+
+
+def run_grid(args: argparse.Namespace) -> None:
+    """Print the window x reference-size false-alarm grid of every windowed detector."""
+    names = [n for n in sorted(DETECTORS) if n != "sequential"]
+    refs, per_ref = (6, 10) if args.quick else (args.grid_refs, 10)
+    print(
+        f"\n## False alarms by window and reference size (nominal 0.05; mean ± se over "
+        f"references; {refs} references × {per_ref} windows per cell on Gaussian data, "
+        f"{refs * 2} × {max(per_ref // 3, 2)} on the finite pools)\n"
+    )
+    off = []
+    for data_name, draw, finite in grid_sources(args.no_real, args.quick, args.seed):
+        n_refs, n_win = (refs * 2, max(per_ref // 3, 2)) if finite else (refs, per_ref)
+        print(f"\n### {data_name}\n")
+        print("| detector | reference | " + " | ".join(f"window {w}" for w in GRID_WINDOWS) + " |")
+        print("|---|---|" + "---|" * len(GRID_WINDOWS))
+        for name in names:
+            for n_ref in GRID_REFS:
+                cells = []
+                for w in GRID_WINDOWS:
+                    got = grid_cell(name, draw, n_ref, w, n_refs, n_win, args.seed)
+                    if got is None:
+                        cells.append("– (pool too small)")
+                        continue
+                    mean, se = got
+                    cells.append(f"{mean:.3f} ± {se:.3f}")
+                    if abs(mean - 0.05) - 0.02 > 2 * se:
+                        off.append(f"{data_name} {name} n={n_ref} w={w}: {mean:.3f} ± {se:.3f}")
+                print(f"| {name} | {n_ref} | " + " | ".join(cells) + " |", flush=True)
+    print(
+        "\n- every cell within 0.05 ± 0.02 (up to two standard errors): "
+        + ("yes" if not off else "no (" + "; ".join(off) + ")")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its tables.
 
@@ -542,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-real", action="store_true", help="skip the reference-model data")
     parser.add_argument("--no-external", action="store_true", help="skip alibi/Evidently")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--grid", action="store_true", help="only the window x reference-size false-alarm grid"
+    )
+    parser.add_argument("--grid-refs", type=int, default=40, help="references per grid cell")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -561,6 +688,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     started = time.perf_counter()
+    if args.grid:
+        run_grid(args)
+        print(f"\nwall time {time.perf_counter() - started:.0f} s")
+        return 0
     dims = [384] if args.quick else [384, 768]
     all_methods = methods(not args.no_external, args.quick)
     print(f"reference n={N_REF}, window={WINDOW}, nominal false-alarm rate 0.05 per window")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from instrumentation.drift import (
     DETECTORS,
+    MIN_REFERENCE,
     Detector,
     DetectorResult,
     DriftMonitor,
@@ -12,9 +13,12 @@ from instrumentation.drift import (
     MeanShiftDetector,
     MMDRFFDetector,
     ReferenceProfile,
+    ReferenceTooSmallWarning,
+    SequentialDetector,
     build_monitors,
     capture_reference,
     create_detector,
+    minimum_reference,
     register_detector,
 )
 from instrumentation.exposition import metrics_asgi_app, scrape_registry, start_metrics_server
@@ -25,6 +29,7 @@ from instrumentation.metrics import LATENCY_BUCKETS, DriftObserver
 __all__ = [
     "DETECTORS",
     "LATENCY_BUCKETS",
+    "MIN_REFERENCE",
     "Detector",
     "DetectorResult",
     "DriftMonitor",
@@ -35,6 +40,8 @@ __all__ = [
     "MMDRFFDetector",
     "MeanShiftDetector",
     "ReferenceProfile",
+    "ReferenceTooSmallWarning",
+    "SequentialDetector",
     "bind_request_context",
     "build_monitors",
     "capture_reference",
@@ -43,6 +50,7 @@ __all__ = [
     "create_detector",
     "instrument",
     "metrics_asgi_app",
+    "minimum_reference",
     "register_detector",
     "scrape_registry",
     "start_metrics_server",

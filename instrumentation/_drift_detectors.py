@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +18,28 @@ from instrumentation._drift_calibration import (
     upper_quantile,
 )
 from instrumentation._drift_parts import LogScalePart, WhitenedMeanPart
+
+MIN_REFERENCE = 256
+"""Smallest reference measured to hold the false-alarm rate (5 +- 2 % at windows of 32-500)."""
+
+
+class ReferenceTooSmallWarning(UserWarning):
+    """A detector was calibrated on fewer rows than its window and rate need."""
+
+
+def minimum_reference(window: int, false_alarm_rate: float) -> int:
+    """The smallest reference (rows) calibrated at ``window`` and ``false_alarm_rate``.
+
+    At least ``MIN_REFERENCE`` rows (``benchmarks/drift_bench.py --grid``: every detector near
+    5 % at windows of 32 to 128 from 256 rows on), the window itself (a held-out half smaller
+    than half the window understates the spread of some references: one in ten of 256-row
+    references flagged 90 % of 500-row windows), and ``12.8 / rate`` rows (the null quantiles
+    come from the held-out half: it needs several rows beyond the quantile).
+
+    Returns:
+        A row count.
+    """
+    return max(MIN_REFERENCE, window, math.ceil(12.8 / false_alarm_rate))
 
 
 @dataclass(frozen=True)
@@ -57,12 +80,33 @@ class Detector:
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
         if n_boot < 20:
             raise ValueError(f"n_boot must be >= 20, got {n_boot}")
+        smallest = self.minimum_rows(window, false_alarm_rate)
+        # Repeated rows are one sample: a reference of a few captions cycled is that many rows.
+        distinct = int(np.unique(ref, axis=0).shape[0])
+        if distinct < smallest:
+            repeated = f" ({distinct} distinct)" if distinct < ref.shape[0] else ""
+            warnings.warn(
+                f"drift reference of {ref.shape[0]} rows{repeated} is too small for windows of "
+                f"{window} at a false-alarm rate of {false_alarm_rate:g}: the rate is not "
+                f"guaranteed; use at least {smallest} distinct rows",
+                ReferenceTooSmallWarning,
+                stacklevel=3,
+            )
         self.dim = ref.shape[1]
         self.window = window
         self.false_alarm_rate = false_alarm_rate
         self.n_boot = n_boot
         self.seed = seed
         self.threshold = 1.0
+
+    @classmethod
+    def minimum_rows(cls, window: int, false_alarm_rate: float) -> int:
+        """The smallest reference this detector is calibrated on at ``window`` and rate.
+
+        Returns:
+            ``minimum_reference(window, false_alarm_rate)``; subclasses may differ.
+        """
+        return minimum_reference(window, false_alarm_rate)
 
     def score(self, window: FloatArray | Float32Array) -> DetectorResult:
         """Score one window of pooled embeddings ``[m, d]`` (m may differ from ``window``).
@@ -71,6 +115,9 @@ class Detector:
             The normalised score (> 1.0 means drift at the configured false-alarm rate).
         """
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the stream seen so far (windowed detectors keep no state: nothing to do)."""
 
 
 DetectorFactory = Callable[..., Detector]
@@ -149,9 +196,14 @@ class _MeanAndScale(Detector):
         alpha_part = per_part_rate(self.false_alarm_rate, 2)
         self.mean_part = WhitenedMeanPart(features[fit_idx], features[held_idx], alpha_part)
         width = features.shape[1]
-        basis, _ = np.linalg.qr(rng.standard_normal((width, min(n_projections, width))))
+        # The leading whitened principal directions of the fitted rows (eigh sorts ascending):
+        # along them new rows spread like the fitted ones. Random whitened directions also mix
+        # in directions the fit barely saw, whose held-out variance then depends on which
+        # points fell on which side of the split (a reference of 119 captions repeated: the
+        # part alarmed on 43 % of windows of those captions).
+        r = min(n_projections, width, max(4, len(fit_idx) // 4))
         self.scale_part = LogScalePart(
-            basis.T @ self.mean_part.whiten64,  # random directions in whitened space
+            self.mean_part.whiten64[-r:],
             features[held_idx],
             window=self.window,
             n_boot=self.n_boot,

@@ -7,19 +7,24 @@ from typing import Any
 
 from instrumentation._drift_detectors import (
     DETECTORS,
+    MIN_REFERENCE,
     Detector,
     DetectorResult,
     KSDetector,
     MeanShiftDetector,
     MMDRFFDetector,
+    ReferenceTooSmallWarning,
     create_detector,
+    minimum_reference,
     register_detector,
 )
 from instrumentation._drift_monitor import DriftMonitor, DriftSnapshot
+from instrumentation._drift_sequential import SequentialDetector
 from instrumentation.reference import ReferenceProfile, capture_reference
 
 __all__ = [
     "DETECTORS",
+    "MIN_REFERENCE",
     "Detector",
     "DetectorResult",
     "DriftMonitor",
@@ -28,9 +33,12 @@ __all__ = [
     "MMDRFFDetector",
     "MeanShiftDetector",
     "ReferenceProfile",
+    "ReferenceTooSmallWarning",
+    "SequentialDetector",
     "build_monitors",
     "capture_reference",
     "create_detector",
+    "minimum_reference",
     "register_detector",
 ]
 
@@ -52,7 +60,9 @@ def build_monitors(
     """One calibrated monitor per module of ``profile``, ready for ``instrument(..., drift=...)``.
 
     ``detector_options`` go to the detector (e.g. ``n_boot``, ``fit_fraction``, ``n_projections``
-    and ``n_features`` for ``mean_shift``/``mmd_rff``, ``n_bins`` for ``ks``).
+    and ``n_features`` for ``mean_shift``/``mmd_rff``, ``n_bins`` for ``ks``,
+    ``expected_run_length`` and ``chunk`` for ``sequential``, whose monitors hand it every
+    ``chunk`` rows; its expected run length defaults to ``window / false_alarm_rate``).
 
     Returns:
         ``{module path: DriftMonitor}`` pooling like the profile was captured.
@@ -73,7 +83,7 @@ def build_monitors(
             module=module,
             model_name=model_name,
             version=version,
-            window=window,
+            window=None,  # the detector's: ``window`` for windowed ones, ``chunk`` for sequential
             stride=stride,
             pooling=profile.pooling,
             background=background,

@@ -199,9 +199,9 @@ app.add_typer(team_app, name="team")
 class CliState:
     """Global options, and the database opened on first use.
 
-    Commands that can start a registry (`register`, `team create`) use `db`, which creates and
-    migrates a new SQLite file; every other command uses `existing_db`, which never creates a
-    file or directory and says which database it looked for.
+    Commands that can start a registry (`register`, `team create`; `serve` opens its own) use
+    `db`, which creates and migrates a new SQLite file; every other command uses `existing_db`,
+    which never creates a file or directory and says which database it looked for.
     """
 
     url: str

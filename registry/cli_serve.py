@@ -65,7 +65,8 @@ def serve(
     url = root.url
     if no_auth and not is_loopback(host):
         raise InvalidInput(f"--no-auth serves every caller as admin: refusing host {host!r}")
-    database = dbmod.open_database(url, create=False)  # SchemaNotAtHead, DatabaseUnavailable
+    # Like `register`, serve may start a registry: it creates and migrates a new SQLite file.
+    database = dbmod.open_database(url)  # SchemaNotAtHead, DatabaseUnavailable
     try:
         tokens = [t for t in service.list_tokens(database, _CHECKER) if t.revoked_at is None]
     finally:

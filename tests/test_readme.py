@@ -43,7 +43,12 @@ _DRIFT = re.compile(
 )
 DRIFT_TOLERANCE = 0.1
 """Relative: a printed drift score may differ this much from the README's, never its verdict."""
-TESTED_SECTIONS = {"Tour", "Prometheus and Alertmanager", "Upgrading the database"}
+TESTED_SECTIONS = {
+    "Tour",
+    "Bring your own model",
+    "Prometheus and Alertmanager",
+    "Upgrading the database",
+}
 
 
 @dataclass
@@ -187,6 +192,15 @@ def test_tour(tmp_path: Path) -> None:
     assert len(commands) > 20
     outputs = _run(commands, tmp_path, _env(), timeout=900)
     _check(commands, outputs, tmp_path)
+
+
+@pytest.mark.slow
+def test_bring_your_own_model_section() -> None:
+    """The CLIP story runs as printed from the repository root (it writes only under build/)."""
+    commands = _commands(_sections(README.read_text(encoding="utf-8"))["Bring your own model"])
+    assert len(commands) > 10
+    assert commands[0].text.startswith("rm -rf build/byom build/byom-story")
+    _check(commands, _run(commands, ROOT, _env(), timeout=900), ROOT)
 
 
 def test_prometheus_section() -> None:

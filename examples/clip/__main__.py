@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ok = story_ok(result)
     where = f"; files kept in {result.workdir}" if result.workdir else ""
-    print(f"{'ok' if ok else 'FAILED'} in {result.seconds:.1f} s{where}")
+    print(f"{'ok: every check held' if ok else 'FAILED: a check did not hold'}{where}")
+    print(f"took {result.seconds:.1f} s")
     return 0 if ok else 1
 
 

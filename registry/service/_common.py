@@ -225,28 +225,8 @@ def model_info(session: Session, model: Model) -> ModelInfo:
 
 
 def version_info(model_name: str, row: ModelVersion) -> VersionInfo:
-    """Convert a version row to its schema."""
-    return VersionInfo(
-        model=model_name,
-        version=row.version,
-        semver=row.semver,
-        config=row.config,
-        config_hash=row.config_hash,
-        weights_uri=row.weights_uri,
-        weights_sha256=row.weights_sha256,
-        weights_bytes=row.weights_bytes,
-        module_hashes=row.module_hashes,
-        parent_version=row.parent_version,
-        note=row.note,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        schema_version=row.schema_version,
-        weights_format=row.weights_format,
-        module_grouping=row.module_grouping,
-        weights_shards=row.weights_shards,
-        pipeline=row.pipeline,
-        stage=row.stage,
-    )
+    """Convert a version row to its schema (an ORM row has the columns `version_from_row` reads)."""
+    return version_from_row(model_name, row)
 
 
 def alias_info(model_name: str, alias: Alias, version: int, previous: int | None) -> AliasInfo:

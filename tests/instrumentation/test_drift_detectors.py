@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from instrumentation.drift import DETECTORS, create_detector, register_detector
+from instrumentation.drift import (
+    DETECTORS,
+    MIN_REFERENCE,
+    ReferenceTooSmallWarning,
+    create_detector,
+    minimum_reference,
+    register_detector,
+)
 from instrumentation.drift import Detector as BaseDetector
 
 D = 24
@@ -37,8 +46,8 @@ def calibrated(
 
 class TestCatalog:
     def test_catalog_has_the_contract_entries(self) -> None:
-        """The contract names mean_shift, mmd_rff and ks."""
-        assert {"mean_shift", "mmd_rff", "ks"} <= set(DETECTORS)
+        """The contract names mean_shift, mmd_rff and ks; issue 15 adds sequential."""
+        assert {"mean_shift", "mmd_rff", "ks", "sequential"} <= set(DETECTORS)
 
     def test_unknown_name_lists_valid_ones(self) -> None:
         """An unknown detector name fails with the list of valid names."""
@@ -69,6 +78,31 @@ class TestCatalog:
                 create_detector(name, reference, **kwargs)
 
 
+class TestReferenceSize:
+    def test_too_small_a_reference_warns_with_the_size_that_works(self) -> None:
+        """A reference below ``minimum_reference`` warns, naming the smallest that works."""
+        reference = np.random.default_rng(0).standard_normal((300, 4))
+        assert minimum_reference(500, 0.05) == 500
+        assert minimum_reference(64, 0.01) == 1280
+        for name in ("mean_shift", "mmd_rff", "ks"):
+            with pytest.warns(ReferenceTooSmallWarning, match="at least 500 distinct rows"):
+                create_detector(name, reference, window=500, n_boot=50)
+
+    def test_repeated_rows_count_once(self) -> None:
+        """A few rows cycled to a large reference warns with its number of distinct rows."""
+        points = np.random.default_rng(1).standard_normal((119, 4))
+        with pytest.warns(ReferenceTooSmallWarning, match="384 rows \\(119 distinct\\)"):
+            create_detector("mean_shift", points[np.arange(384) % 119], window=64, n_boot=50)
+
+    def test_a_large_enough_reference_is_silent(self) -> None:
+        """Every catalog detector builds on ``MIN_REFERENCE`` rows at windows up to that size."""
+        reference = np.random.default_rng(0).standard_normal((MIN_REFERENCE, 4))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ReferenceTooSmallWarning)
+            for name in DETECTORS:
+                create_detector(name, reference, window=64, n_boot=50)
+
+
 class TestEveryDetector:
     def test_no_false_alarm_storm_on_null_windows(self, calibrated: tuple) -> None:
         """Fewer than 15 % of 60 windows from the reference distribution are flagged."""
@@ -91,6 +125,7 @@ class TestEveryDetector:
         again = create_detector(name, reference, window=WINDOW, n_boot=200, seed=3)
         assert again.threshold == detector.threshold
         window = _draw(rng, mixing, WINDOW)
+        detector.reset()  # a sequential detector remembers the windows of earlier tests
         assert again.score(window).score == detector.score(window).score
 
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from registry.cli import app, hoist_global_options
 from registry.db import head_revision, normalize_url
+from tests.conftest import write_safetensors
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model.yaml"
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -238,8 +239,7 @@ class TestGlobalOptions:
     ) -> None:
         """NotFound 1, InvalidInput 2, a usage error 2: the same codes as plain text, as JSON."""
         _register(mmgov, SHA_A)
-        other = tmp_path / "other.bin"
-        other.write_bytes(b"not the registered weights")
+        other = write_safetensors(tmp_path / "other.safetensors", tag="not the registered weights")
         for args, code, kind in (
             (["show", "nope", "1"], 1, "not_found"),
             (["promote", "clip", "1", "--alias", "Not A Slug"], 2, "invalid_input"),
@@ -298,9 +298,11 @@ def _subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def test_shell_completion_installs_and_completes(tmp_path: Path) -> None:
-    """`--show-completion bash` prints a script; the completion hook completes commands."""
+    """From bash, `--show-completion` prints bash's script and `--install-completion` adds it to
+    ~/.bashrc; the completion hook then completes command names."""
     shown = subprocess.run(
-        [_mmgov_exe(), "--show-completion", "bash"], env=_subprocess_env(),
+        # `; exit $?`: bash would exec a lone command, and mmgov's parent would not be a shell.
+        ["bash", "-c", f"{_mmgov_exe()} --show-completion; exit $?"], env=_subprocess_env(),
         capture_output=True, text=True, check=False,
     )
     assert shown.returncode == 0, shown.stderr
@@ -317,9 +319,8 @@ def test_shell_completion_installs_and_completes(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     installed = subprocess.run(
-        [_mmgov_exe(), "--install-completion", "bash"],
-        env=_subprocess_env(HOME=str(home), SHELL="/bin/bash"),
-        capture_output=True, text=True, check=False,
+        ["bash", "-c", f"{_mmgov_exe()} --install-completion; exit $?"],
+        env=_subprocess_env(HOME=str(home)), capture_output=True, text=True, check=False,
     )
     assert installed.returncode == 0, installed.stderr
     assert "mmgov" in (home / ".bashrc").read_text(encoding="utf-8")
