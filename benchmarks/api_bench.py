@@ -7,7 +7,10 @@ with keep-alive httpx clients: a fixed number of requests, stopped early at a ti
 is measured twice: its latency with one client (requests one after the other: p50/p99), and its
 throughput with ``--threads`` clients at once (req/s; the p50 there includes queueing). Calls:
 ``GET …/aliases/production`` (fresh body, and the cheap ``If-None-Match`` → 304 poll) and
-``POST …/versions`` (distinct configs, so each one writes).
+``POST …/versions`` (distinct configs, so each one writes). Governance (issue 14): ``PUT
+…/aliases/production`` on an unprotected model and on one whose production alias has a policy of
+four rules (min role, reference profile, no open incident, one approval), each call flipping
+between two versions, and ``GET …/aliases/production/history?at=…``.
 
 The floor is measured in the same run, the same way: the smallest ASGI app
 (``benchmarks/_floor_app.py``) under uvicorn with the same event loop and HTTP parser, so the
@@ -61,8 +64,34 @@ def _setup(url: str) -> str:
         weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
     )
     service.promote(db, CLI_ADMIN, model="mm", version=1, alias="production")
+    _setup_governance(db)
     db.dispose()
     return secret
+
+
+def _setup_governance(db: object) -> None:
+    """Models `free` and `guarded` (team bench, versions 1 and 2); guarded's production alias
+    has a four-rule policy that both versions meet."""
+    from registry import service
+    from registry.config import canonicalize
+    from registry.schemas import Actor, PolicyRules
+    from registry.weights import inspect_weights
+
+    reviewer = Actor(name="bench-reviewer", team=None, role="admin")
+    for model in ("free", "guarded"):
+        for epochs in (1, 2):
+            body = remote_version_body(epochs)
+            service.register_version(
+                db, CLI_ADMIN, model=model, team="bench", config=canonicalize(body["config"]),
+                weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
+            )
+    service.set_policy(db, CLI_ADMIN, model="guarded", alias="production", rules=PolicyRules(
+        min_role="maintainer", require_reference=True, no_open_incident=True, approvals=1,
+    ))
+    for version in (1, 2):
+        service.attach_reference(db, CLI_ADMIN, model="guarded", version=version,
+                                 fmt="npz-v1", blob=b"ref", n_samples=1, modules=["vision"])
+        service.approve(db, reviewer, model="guarded", version=version, alias="production")
 
 
 def load(
@@ -153,6 +182,25 @@ def bench_mmgov(workers: int, args: argparse.Namespace, tmp: Path) -> Iterator[s
                            requests=args.requests, args=args)
         yield from measure(f"mmgov {workers}w register version", base, register,
                            requests=args.writes, args=args)
+
+        def promoting(model: str) -> Callable[[httpx.Client, int], httpx.Response]:
+            def call(c: httpx.Client, i: int) -> httpx.Response:
+                return c.put(f"/api/v1/models/{model}/aliases/production", headers=auth,
+                             json={"version": 1 + i % 2})
+
+            return call
+
+        yield from measure(f"mmgov {workers}w promote (unprotected)", base, promoting("free"),
+                           requests=args.writes, args=args)
+        yield from measure(f"mmgov {workers}w promote (4-rule policy)", base,
+                           promoting("guarded"), requests=args.writes, args=args)
+        moment = httpx.get(base + path, headers=auth).json()["updated_at"]
+
+        def history_at(c: httpx.Client, _i: int) -> httpx.Response:
+            return c.get(path + "/history", params={"at": moment}, headers=auth)
+
+        yield from measure(f"mmgov {workers}w alias history --at", base, history_at,
+                           requests=args.requests, args=args)
 
 
 def bench_floor(args: argparse.Namespace) -> list[str]:

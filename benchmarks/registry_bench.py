@@ -1,7 +1,8 @@
 """Registry service throughput and latency, in-process, on SQLite or PostgreSQL (issue 2's goals).
 
 Run: ``.venv/bin/python benchmarks/registry_bench.py [--db URL] [--versions N] [--big M]
-[--rounds R] [--quick]``.
+[--rounds R] [--quick]``; ``--governance`` runs ``benchmarks/governance_bench.py`` (issue 14's
+goals) with the same ``--db``, ``--rounds``, ``--versions`` and ``--big`` instead.
 
 What it does, all through ``registry.service`` like a real caller:
 
@@ -455,6 +456,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "(default: .venv-compare/mlflow/bin/python)")  # fmt: skip
     parser.add_argument("--mlflow-db", help="MLflow's database (default: temporary SQLite file)")
     parser.add_argument("--no-mlflow", action="store_true", help="print the issue's figures")
+    parser.add_argument("--governance", action="store_true",
+                        help="run benchmarks/governance_bench.py instead (issue 14)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.versions, args.big, args.rounds = 40, 200, 20
@@ -466,6 +469,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the markdown report."""
     args = parse_args(argv)
+    if args.governance:
+        from benchmarks import governance_bench
+
+        forwarded = ["--rounds", str(args.rounds), "--small", str(args.versions),
+                     "--big", str(args.big), *(["--db", args.db] if args.db else [])]  # fmt: skip
+        governance_bench.main(["--quick"] if args.quick else forwarded)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="mmgov-registry-bench-"))
     url = args.db or f"sqlite:///{tmp / 'registry.db'}"
     try:

@@ -451,14 +451,26 @@ def versions(
     cursor: Annotated[
         str | None, typer.Option(metavar="CURSOR", help="Continue after a page (its next_cursor).")
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="Only versions with this tag (repeatable)."),
+    ] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Only versions in this stage (active, deprecated, archived).")
+    ] = None,
 ) -> None:
-    """List the versions of a model, newest first."""
+    """List the versions of a model, newest first, with the aliases serving each."""
     s = state(ctx)
-    page = service.list_versions(s.existing_db, s.actor, name, limit=limit, cursor=cursor)
+    page = service.list_versions(
+        s.existing_db, s.actor, name, limit=limit, cursor=cursor,
+        tags=service.parse_tags(tag), stage=stage,
+    )
     rows = [
         (
             v.version,
             v.semver,
+            ",".join(v.aliases) or None,
+            v.stage,
             v.config_hash[:12],
             v.weights_sha256[:12],
             v.created_at,
@@ -467,7 +479,8 @@ def versions(
         )
         for v in page.items
     ]
-    headers = ["VERSION", "SEMVER", "CONFIG", "WEIGHTS", "CREATED", "BY", "NOTE"]
+    headers = ["VERSION", "SEMVER", "ALIASES", "STAGE", "CONFIG", "WEIGHTS", "CREATED", "BY"]
+    headers.append("NOTE")
     emit(ctx, page, table(headers, rows) + _more(page.next_cursor))
 
 
@@ -484,6 +497,9 @@ def show(
         f"model:          {v.model}",
         f"version:        {v.version}",
         f"semver:         {_cell(v.semver)}",
+        f"aliases:        {', '.join(v.aliases) or '-'}",
+        f"stage:          {v.stage}",
+        f"tags:           {' '.join(f'{k}={t}' for k, t in v.tags.items()) or '-'}",
         f"config hash:    {v.config_hash}",
         f"config schema:  {f'v{v.schema_version}' if v.schema_version else '-'}",
         f"weights:        {v.weights_uri}",
@@ -583,8 +599,9 @@ def promote(
     expect: Annotated[
         str | None, typer.Option(help="Version you believe is live now ('none': no alias yet).")
     ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias's history).")] = "",
 ) -> None:
-    """Point ALIAS of model NAME at VERSION."""
+    """Point ALIAS of model NAME at VERSION (refused, rule by rule, if its policy is unmet)."""
     s = state(ctx)
     a = service.promote(
         s.existing_db,
@@ -593,6 +610,7 @@ def promote(
         version=version,
         alias=alias,
         expected_version=_expected(expect),
+        reason=reason,
     )
     was = f" (was {a.previous_version})" if a.previous_version is not None else ""
     emit(ctx, a, f"{name}@{alias} -> version {a.version}{was}")
@@ -605,6 +623,7 @@ def rollback(
     alias: Annotated[str, typer.Option("--alias", help="Alias to move back.")],
     to: Annotated[int | None, typer.Option(help="Version to go back to.")] = None,
     expect: Annotated[str | None, typer.Option(help="Version you believe is live now.")] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias's history).")] = "",
 ) -> None:
     """Move ALIAS back to where it pointed before (or to --to)."""
     s = state(ctx)
@@ -615,6 +634,7 @@ def rollback(
         alias=alias,
         to=to,
         expected_version=_expected(expect),
+        reason=reason,
     )
     emit(ctx, a, f"{name}@{alias} rolled back to version {a.version} (was {a.previous_version})")
 

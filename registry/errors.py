@@ -5,6 +5,7 @@
     │   └── ConfigError            YAML syntax or schema error; names line/column or path
     ├── NotFound                   unknown model, version, alias, token                → 404
     ├── Conflict                   stale expected version, nothing to roll back to     → 409
+    │   └── PolicyRefused          a promotion fails its alias's rules; lists each     → 409
     ├── PermissionDenied           the caller's token may not do this                  → 403
     ├── Unauthenticated            no token, or a token that matches none              → 401
     ├── AuditChainBroken           `verify` found a row whose hash does not match      → 500
@@ -51,6 +52,16 @@ class Conflict(RegistryError):
     status = 409
 
 
+class PolicyRefused(Conflict):
+    """A promotion refused by its alias's rules; ``errors`` names every unmet rule."""
+
+    title = "Promotion refused by policy"
+
+    def __init__(self, detail: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
 class PermissionDenied(RegistryError):
     title = "Permission denied"
     status = 403
@@ -88,6 +99,7 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PermissionDenied",
+    "PolicyRefused",
     "RegistryError",
     "SchemaNotAtHead",
     "Unauthenticated",

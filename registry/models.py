@@ -37,6 +37,8 @@ GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first audit event and the audit head's hash before any event."""
 
 ROLES = ("reader", "maintainer", "admin")
+STAGES = ("active", "deprecated", "archived")
+"""A version's stage: deprecated ones still serve; archived ones can no longer be promoted."""
 
 
 def utcnow() -> datetime:
@@ -124,6 +126,8 @@ class ModelVersion(Base):
     module_grouping: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     weights_shards: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     pipeline: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Added by 0003; the one mutable column (outside the immutability trigger): see STAGES.
+    stage: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
 
     __table_args__ = (
         UniqueConstraint("model_id", "version"),
@@ -180,6 +184,84 @@ class AliasHistory(Base):
 
     __table_args__ = (
         CheckConstraint("action IN ('promote', 'rollback')", name="action_known"),
+    )
+
+
+class AliasMove(Base):
+    """Every move of an alias (promote or rollback) with its audit event: what served when."""
+
+    __tablename__ = "alias_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    from_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    # The version numbers, copied: `history --at` reads one row without joining versions.
+    version: Mapped[int] = mapped_column(Integer)
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index(None, "alias_id", "at"),)
+
+
+class AliasPolicy(Base):
+    """One version of an alias's promotion rules; ``rules`` None records that it was removed."""
+
+    __tablename__ = "alias_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("model_id", "alias", "version"),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+
+class Approval(Base):
+    """A maintainer's approval of a version for an alias; withdrawn ones stay, marked."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    alias: Mapped[str] = mapped_column(String(64))
+    approver: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    withdrawn_by: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index(None, "version_id", "alias"),)
+
+
+class VersionTag(Base):
+    """A key=value tag of a version; the model and version number are copied for the index."""
+
+    __tablename__ = "version_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(256))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("version_id", "key"),
+        Index(None, "model_id", "key", "value", "version"),
     )
 
 
@@ -240,6 +322,13 @@ class Incident(Base):
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Added by 0003: the lifecycle people drive by hand.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    answered_by_move: Mapped[int | None] = mapped_column(Integer)
+    """The `AliasMove` (promotion or rollback) that answered the incident."""
 
     __table_args__ = (CheckConstraint("status IN ('open', 'resolved')", name="status_known"),)
 
@@ -267,9 +356,13 @@ __all__ = [
     "GENESIS_HASH",
     "NAMING_CONVENTION",
     "ROLES",
+    "STAGES",
     "Alias",
     "AliasHistory",
+    "AliasMove",
+    "AliasPolicy",
     "ApiToken",
+    "Approval",
     "AuditEvent",
     "AuditHead",
     "Base",
@@ -280,5 +373,6 @@ __all__ = [
     "ReferenceProfile",
     "Team",
     "UTCDateTime",
+    "VersionTag",
     "utcnow",
 ]

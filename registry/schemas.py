@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.diff import PipelineChanges
 
 Role = Literal["reader", "maintainer", "admin"]
+Stage = Literal["active", "deprecated", "archived"]
 T = TypeVar("T")
 
 
@@ -71,6 +72,10 @@ class VersionInfo(_Frozen):
     module_grouping: dict[str, Any] | None = None
     weights_shards: dict[str, str] | None = None
     pipeline: dict[str, Any] | None = None
+    stage: Stage = "active"
+    aliases: list[str] = Field(default_factory=list)
+    """The aliases pointing at this version now (filled by `get_version` and `list_versions`)."""
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class SchemaInfo(_Frozen):
@@ -119,7 +124,85 @@ class AliasInfo(_Frozen):
     updated_by: str
 
 
+class AliasMoveInfo(_Frozen):
+    """One move of an alias to ``version`` from ``from_version``; audit event ``audit_seq``."""
+
+    id: int
+    model: str
+    alias: str
+    version: int
+    from_version: int | None
+    action: Literal["promote", "rollback"]
+    actor: str
+    reason: str
+    at: datetime
+    audit_seq: int
+
+
+class AliasHistory(_Frozen):
+    """Moves of one alias newest first; with ``at``, only the move in force at that moment."""
+
+    model: str
+    alias: str
+    at: datetime | None = None
+    version_at: int | None = None
+    items: list[AliasMoveInfo]
+    next_cursor: str | None = None
+
+
+class SoakRule(_Frozen):
+    """The candidate served ``alias`` for at least ``seconds`` without an incident."""
+
+    alias: str
+    seconds: int
+
+
+class PolicyRules(_Frozen):
+    """What a promotion to a protected alias must pass; every rule is optional."""
+
+    min_role: Role | None = None
+    require_reference: bool = False
+    no_open_incident: bool = False
+    soak: SoakRule | None = None
+    approvals: int = 0
+
+
+class PolicyInfo(_Frozen):
+    """One version of an alias's policy; ``rules`` None: the alias is no longer declared."""
+
+    model: str
+    alias: str
+    version: int
+    rules: PolicyRules | None
+    note: str
+    created_by: str
+    created_at: datetime
+
+
+class ApprovalInfo(_Frozen):
+    id: int
+    model: str
+    version: int
+    alias: str
+    approver: str
+    note: str
+    created_at: datetime
+    withdrawn_at: datetime | None
+    withdrawn_by: str | None
+
+
+class TagInfo(_Frozen):
+    model: str
+    version: int
+    key: str
+    value: str
+    created_by: str
+    created_at: datetime
+
+
 class ResolvedAlias(_Frozen):
+    """What an alias serves; ``version.aliases`` and ``tags`` stay empty (one-row hot path)."""
+
     model: str
     alias: str
     version: VersionInfo
@@ -199,6 +282,11 @@ class IncidentInfo(_Frozen):
     ends_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_by: str | None = None
+    resolution_note: str | None = None
+    answered_by_move: int | None = None
 
 
 class TeamInfo(_Frozen):
@@ -222,19 +310,27 @@ __all__ = [
     "UNSET",
     "Actor",
     "AlertIn",
+    "AliasHistory",
     "AliasInfo",
+    "AliasMoveInfo",
+    "ApprovalInfo",
     "AuditEventInfo",
     "AuditReport",
     "Checkpoint",
     "IncidentInfo",
     "ModelInfo",
     "Page",
+    "PolicyInfo",
+    "PolicyRules",
     "ReferenceBlob",
     "ReferenceInfo",
     "RegisterResult",
     "ResolvedAlias",
     "Role",
     "SchemaInfo",
+    "SoakRule",
+    "Stage",
+    "TagInfo",
     "TeamInfo",
     "TokenInfo",
     "Unset",

@@ -19,8 +19,10 @@ from registry.api.routers import (
     incidents,
     metrics,
     models,
+    policies,
     references,
     schemas,
+    tags,
     versions,
 )
 from registry.api.schemas import PROBLEM_RESPONSES
@@ -98,6 +100,8 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         aliases.router,
         models.router,
         versions.router,
+        tags.router,
+        policies.router,
         schemas.router,
         references.router,
         audit.router,

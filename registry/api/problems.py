@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from registry.errors import InvalidInput, RegistryError
+from registry.errors import InvalidInput, PolicyRefused, RegistryError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -43,7 +43,7 @@ def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     extra: dict[str, Any] = {}
-    if isinstance(exc, InvalidInput) and exc.errors:
+    if isinstance(exc, InvalidInput | PolicyRefused) and exc.errors:
         extra["errors"] = exc.errors
     return problem_response(exc.status, exc.title, exc.detail, headers=headers, **extra)
 

@@ -11,13 +11,18 @@ from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
     UNSET,
     AlertIn,
+    AliasHistory,
     AliasInfo,
+    ApprovalInfo,
     AuditEventInfo,
     AuditReport,
     IncidentInfo,
     ModelInfo,
+    PolicyInfo,
     ReferenceInfo,
     SchemaInfo,
+    Stage,
+    TagInfo,
     Unset,
     VersionInfo,
 )
@@ -127,10 +132,12 @@ class _ExpectsVersion(_Request):
 
 class AliasUpdate(_ExpectsVersion):
     version: int = Field(ge=1, le=2_147_483_647)
+    reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
 class RollbackRequest(_ExpectsVersion):
     to: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
 class AlertmanagerAlert(_Request):
@@ -186,6 +193,73 @@ class RegisterPublic(BaseModel):
 
 
 class AliasPublic(AliasInfo):
+    pass
+
+
+class IncidentNote(_Request):
+    note: str = Field(default="", max_length=10_000)
+
+
+class IncidentResolve(_Request):
+    note: str = Field(min_length=1, max_length=10_000, description="Why it is resolved.")
+
+
+class IncidentReopen(_Request):
+    reason: str = Field(default="", max_length=10_000)
+
+
+class IncidentLink(_Request):
+    move: int = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
+
+
+class SoakIn(_Request):
+    alias: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="e.g. staging")
+    duration: str = Field(
+        min_length=1, max_length=32, description="How long, e.g. 30m, 24h, 7d, 1h30m."
+    )
+
+
+class PolicySet(_Request):
+    """The rules a promotion to the alias must pass; an empty body declares it without rules."""
+
+    min_role: Literal["reader", "maintainer", "admin"] | None = None
+    require_reference: bool = False
+    no_open_incident: bool = False
+    soak: SoakIn | None = None
+    approvals: int = Field(default=0, ge=0, le=10)
+    note: str = Field(default="", max_length=10_000)
+
+
+class ApprovalIn(_Request):
+    alias: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    note: str = Field(default="", max_length=10_000)
+
+
+class PolicyPublic(PolicyInfo):
+    pass
+
+
+class ApprovalPublic(ApprovalInfo):
+    pass
+
+
+class TagsSet(_Request):
+    tags: dict[
+        Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")],
+        Annotated[str, Field(min_length=1, max_length=256)],
+    ] = Field(min_length=1, max_length=64, description="Tags to set (a set key takes the value).")
+
+
+class StageSet(_Request):
+    stage: Stage
+    reason: str = Field(default="", max_length=10_000)
+
+
+class TagPublic(TagInfo):
+    pass
+
+
+class AliasHistoryPublic(AliasHistory):
     pass
 
 
@@ -275,21 +349,34 @@ __all__ = [
     "AlertmanagerAlert",
     "AlertmanagerWebhook",
     "AlertsRecordedPublic",
+    "AliasHistoryPublic",
     "AliasPublic",
     "AliasUpdate",
+    "ApprovalIn",
+    "ApprovalPublic",
     "AuditEventPublic",
     "AuditEventsPublic",
     "AuditReportPublic",
     "DiffPublic",
     "HealthPublic",
+    "IncidentLink",
+    "IncidentNote",
     "IncidentPublic",
+    "IncidentReopen",
+    "IncidentResolve",
     "ModelCreate",
     "ModelPublic",
+    "PolicyPublic",
+    "PolicySet",
     "Problem",
     "ReferencePublic",
     "RegisterPublic",
     "ResolvedAliasPublic",
     "RollbackRequest",
+    "SoakIn",
+    "StageSet",
+    "TagPublic",
+    "TagsSet",
     "VersionCreate",
     "VersionPublic",
     "VersionsPublic",

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from registry.schemas import UNSET, Unset
+from registry.service.alias_history import alias_history
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
 from registry.service.checks import check_weights
 from registry.service.config_schemas import diff_schemas, get_schema, list_schemas, set_schema
-from registry.service.incidents import list_incidents, record_alerts
+from registry.service.incidents import (
+    acknowledge_incident,
+    get_incident,
+    link_incident,
+    list_incidents,
+    record_alerts,
+    reopen_incident,
+    resolve_incident,
+)
+from registry.service.policies import (
+    approve,
+    list_approvals,
+    list_policies,
+    parse_duration,
+    remove_policy,
+    set_policy,
+    withdraw_approval,
+)
 from registry.service.references import (
     MAX_REFERENCE_BYTES,
     MMGOV_PROFILE_FORMAT,
@@ -16,6 +34,7 @@ from registry.service.references import (
     read_profile_metadata,
 )
 from registry.service.registration import DEFAULT_TEAM, WeightsSource, register_version
+from registry.service.tags import list_tags, parse_tags, remove_tags, set_stage, set_tags
 from registry.service.tokens import (
     TOKEN_PREFIX,
     authenticate,
@@ -42,6 +61,9 @@ __all__ = [
     "UNSET",
     "Unset",
     "WeightsSource",
+    "acknowledge_incident",
+    "alias_history",
+    "approve",
     "attach_reference",
     "authenticate",
     "check_weights",
@@ -51,25 +73,40 @@ __all__ = [
     "diff_schemas",
     "diff_versions",
     "export_checkpoint",
+    "get_incident",
     "get_model",
     "get_reference",
     "get_schema",
     "get_version",
+    "link_incident",
     "list_aliases",
+    "list_approvals",
     "list_audit",
     "list_incidents",
     "list_models",
+    "list_policies",
     "list_schemas",
+    "list_tags",
     "list_teams",
     "list_tokens",
     "list_versions",
+    "parse_duration",
+    "parse_tags",
     "promote",
     "read_profile_metadata",
     "record_alerts",
     "register_version",
+    "remove_policy",
+    "remove_tags",
+    "reopen_incident",
     "resolve_alias",
+    "resolve_incident",
     "revoke_token",
     "rollback",
+    "set_policy",
     "set_schema",
+    "set_stage",
+    "set_tags",
     "verify_audit",
+    "withdraw_approval",
 ]

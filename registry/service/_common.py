@@ -139,6 +139,7 @@ VERSION_COLUMNS = (
     ModelVersion.module_grouping,
     ModelVersion.weights_shards,
     ModelVersion.pipeline,
+    ModelVersion.stage,
 )
 """The columns `version_from_row` reads, for Core queries that select them."""
 
@@ -164,6 +165,7 @@ def version_from_row(model_name: str, row: Any) -> VersionInfo:
         module_grouping=row.module_grouping,
         weights_shards=row.weights_shards,
         pipeline=row.pipeline,
+        stage=row.stage,
     )
 
 

@@ -6,13 +6,21 @@ unchanged and appends no audit event (nothing changed, so there is nothing to au
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from registry import audit
 from registry.db import Database
-from registry.errors import Conflict, NotFound
-from registry.models import Alias, AliasHistory, Model, ModelVersion, utcnow
+from registry.errors import Conflict, InvalidInput, NotFound
+from registry.models import (
+    Alias,
+    AliasHistory,
+    AliasMove,
+    AliasPolicy,
+    Model,
+    ModelVersion,
+    utcnow,
+)
 from registry.schemas import UNSET, Actor, AliasInfo, ResolvedAlias, Unset
 from registry.service._common import (
     alias_info,
@@ -23,6 +31,20 @@ from registry.service._common import (
     visible_model,
 )
 from registry.service.lookups import lookup_alias
+from registry.service.policies import check_promotion
+
+
+def _payload(alias: str, before: int | None, after: int, reason: str) -> dict[str, object]:
+    payload: dict[str, object] = {"alias": alias, "before": before, "after": after}
+    if reason:
+        payload["reason"] = reason
+    return payload
+
+
+def _check_reason(reason: str) -> str:
+    if len(reason) > 10_000 or "\x00" in reason:
+        raise InvalidInput("a reason is at most 10,000 characters, without NUL")
+    return reason
 
 
 def _number(session: Session, version_id: int) -> int:
@@ -60,10 +82,13 @@ _CURRENT = aliased(ModelVersion)
 _PROMOTE_STATE = (
     select(
         ModelVersion.id.label("target_id"),
+        ModelVersion.stage.label("target_stage"),
         Alias.id.label("alias_id"),
         _CURRENT.version.label("current"),
+        _CURRENT.id.label("current_id"),
         Alias.updated_at,
         Alias.updated_by,
+        exists().where(AliasPolicy.model_id == Model.id).label("has_policies"),
     )
     .select_from(Model)
     .outerjoin(
@@ -87,6 +112,7 @@ _MOVE_ALIAS = (
     )
 )
 _INSERT_HISTORY = insert(AliasHistory)
+_INSERT_MOVE = insert(AliasMove)
 # Promotion runs module-level statements on a Core connection (see `register_version`).
 
 
@@ -98,8 +124,11 @@ def promote(
     version: int,
     alias: str,
     expected_version: int | Unset | None = UNSET,
+    reason: str = "",
 ) -> AliasInfo:
     """Point ``alias`` at ``version``, creating the alias if needed.
+
+    ``reason`` is kept with the move (`alias_history`) and in the audit event.
 
     Returns:
         The alias after the change (unchanged when it already pointed at ``version``).
@@ -107,8 +136,11 @@ def promote(
     Raises:
         InvalidInput: bad alias name. PermissionDenied: reader. NotFound: model or version.
         Conflict: ``expected_version`` is not the alias's current version.
+        PolicyRefused: the version is archived, the alias is new but the model declares
+        others, or the alias's policy is not met (every unmet rule listed).
     """
     require_writer(actor)
+    _check_reason(reason)
     check_slug(alias, "alias name")
 
     def work(conn: Connection) -> AliasInfo:
@@ -128,6 +160,18 @@ def promote(
                 previous_version=None,
                 updated_at=state.updated_at,
                 updated_by=state.updated_by,
+            )
+        if state.has_policies or state.target_stage == "archived":
+            check_promotion(
+                conn,
+                actor,
+                model=model,
+                model_id=row.id,
+                alias=alias,
+                alias_exists=state.alias_id is not None,
+                version=version,
+                version_id=state.target_id,
+                stage=state.target_stage,
             )
         now = utcnow()
         moved = {"version_id": state.target_id, "updated_at": now, "updated_by": actor.name}
@@ -149,13 +193,28 @@ def promote(
                 "rolled_back_at": None,
             },
         )
-        audit.append(
+        event = audit.append(
             conn,
             actor=actor.name,
             action="alias.promote",
             model=model,
             version=version,
-            payload={"alias": alias, "before": before, "after": version},
+            payload=_payload(alias, before, version, reason),
+        )
+        conn.execute(
+            _INSERT_MOVE,
+            {
+                "alias_id": alias_id,
+                "version_id": state.target_id,
+                "from_version_id": state.current_id,
+                "version": version,
+                "from_version": before,
+                "action": "promote",
+                "actor": actor.name,
+                "reason": reason,
+                "at": now,
+                "audit_seq": event.seq,
+            },
         )
         return AliasInfo(
             model=model,
@@ -177,6 +236,7 @@ def rollback(
     alias: str,
     to: int | None = None,
     expected_version: int | Unset | None = UNSET,
+    reason: str = "",
 ) -> AliasInfo:
     """Move ``alias`` back: to the version it pointed at before the current one, or to ``to``.
 
@@ -192,6 +252,7 @@ def rollback(
         version or was never live under this alias.
     """
     require_writer(actor)
+    _check_reason(reason)
     check_slug(alias, "alias name")
 
     def work(session: Session) -> AliasInfo:
@@ -242,16 +303,31 @@ def rollback(
                         at=now,
                     )
                 )
+        from_id = current.version_id
         current.version_id, current.updated_at, current.updated_by = target_id, now, actor.name
         session.flush()
         after = _number(session, target_id)
-        audit.append(
+        event = audit.append(
             session,
             actor=actor.name,
             action="alias.rollback",
             model=model,
             version=after,
-            payload={"alias": alias, "before": before, "after": after},
+            payload=_payload(alias, before, after, reason),
+        )
+        session.add(
+            AliasMove(
+                alias_id=current.id,
+                version_id=target_id,
+                from_version_id=from_id,
+                version=after,
+                from_version=before,
+                action="rollback",
+                actor=actor.name,
+                reason=reason,
+                at=now,
+                audit_seq=event.seq,
+            )
         )
         return alias_info(model, current, after, before)
 

@@ -7,14 +7,20 @@ its fingerprint, and is ignored when none is open.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry import audit
 from registry.db import Database
-from registry.models import Incident, Model, ModelVersion, Team, utcnow
+from registry.errors import Conflict, InvalidInput, NotFound
+from registry.models import Alias, AliasMove, Incident, Model, ModelVersion, Team, utcnow
 from registry.schemas import Actor, AlertIn, IncidentInfo
-from registry.service._common import can_see, require_writer, visible_model
+from registry.service._common import can_see, require_writer, version_row, visible_model
+
+STATUSES = ("open", "acknowledged", "resolved")
+"""Status filters: ``acknowledged`` is an open incident someone acknowledged."""
 
 
 def _info(session: Session, row: Incident) -> IncidentInfo:
@@ -34,6 +40,11 @@ def _info(session: Session, row: Incident) -> IncidentInfo:
         ends_at=row.ends_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        acknowledged_at=row.acknowledged_at,
+        acknowledged_by=row.acknowledged_by,
+        resolved_by=row.resolved_by,
+        resolution_note=row.resolution_note,
+        answered_by_move=row.answered_by_move,
     )
 
 
@@ -155,25 +166,246 @@ def record_alerts(db: Database, actor: Actor, alerts: list[AlertIn]) -> list[Inc
 
 
 def list_incidents(
-    db: Database, actor: Actor, *, model: str | None = None, status: str | None = None
+    db: Database,
+    actor: Actor,
+    *,
+    model: str | None = None,
+    status: str | None = None,
+    module: str | None = None,
+    version: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[IncidentInfo]:
     """Return incidents newest first; non-admins see only those of their team's models.
 
+    ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` needs
+    ``model``; ``since``/``until`` bound when the incident started.
+
     Raises:
-        NotFound: unknown or invisible ``model``.
+        NotFound: unknown or invisible ``model``, or no such version.
+        InvalidInput: unknown status, ``version`` without ``model``, a naive or reversed time
+        range.
     """
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+    if version is not None and model is None:
+        raise InvalidInput("a version filter needs the model too")
+    for moment in (since, until):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput("--since and --until need a timezone (e.g. 2024-05-01T12:00:00Z)")
+    if since is not None and until is not None and since > until:
+        raise InvalidInput("--since is after --until")
     with db.read() as session:
         query = select(Incident)
         if model is not None:
-            query = query.where(Incident.model_id == visible_model(session, actor, model).id)
+            owner = visible_model(session, actor, model)
+            query = query.where(Incident.model_id == owner.id)
+            if version is not None:
+                query = query.where(Incident.version_id == version_row(session, owner, version).id)
         elif actor.role != "admin":
             own = (
                 select(Model.id).join(Team, Team.id == Model.team_id).where(Team.name == actor.team)
             )
             query = query.where(Incident.model_id.in_(own))
-        if status is not None:
+        if status == "acknowledged":
+            query = query.where(Incident.status == "open", Incident.acknowledged_at.is_not(None))
+        elif status is not None:
             query = query.where(Incident.status == status)
+        if module is not None:
+            query = query.where(Incident.module == module)
+        if since is not None:
+            query = query.where(Incident.starts_at >= since)
+        if until is not None:
+            query = query.where(Incident.starts_at <= until)
         return [_info(session, r) for r in session.scalars(query.order_by(Incident.id.desc()))]
 
 
-__all__ = ["list_incidents", "record_alerts"]
+def _visible_incident(session: Session, actor: Actor, incident_id: int) -> Incident:
+    """Return the incident, locked, if the actor may see it (unlinked ones: admins only).
+
+    Raises:
+        NotFound: no such incident, or one of another team (never leaked).
+    """
+    row = session.scalars(
+        select(Incident).where(Incident.id == incident_id).with_for_update()
+    ).one_or_none()
+    if row is not None:
+        model = session.get(Model, row.model_id) if row.model_id is not None else None
+        if (model is None and actor.role == "admin") or (
+            model is not None and can_see(session, actor, model)
+        ):
+            return row
+    raise NotFound(f"incident {incident_id} not found")
+
+
+def get_incident(db: Database, actor: Actor, incident_id: int) -> IncidentInfo:
+    """Return one incident.
+
+    Raises:
+        NotFound: no such incident, or one of another team.
+    """
+    with db.read() as session:
+        return _info(session, _visible_incident(session, actor, incident_id))
+
+
+def _check_note(note: str, what: str, *, required: bool = False) -> str:
+    if required and not note.strip():
+        raise InvalidInput(f"{what} needs a note saying why")
+    if len(note) > 10_000 or "\x00" in note:
+        raise InvalidInput(f"a {what} note is at most 10,000 characters, without NUL")
+    return note
+
+
+def _audit(session: Session, actor: Actor, row: Incident, action: str, **extra: object) -> None:
+    info = _info(session, row)
+    audit.append(
+        session,
+        actor=actor.name,
+        action=action,
+        model=info.model,
+        version=info.version,
+        payload={"incident": row.id, "fingerprint": row.fingerprint, **extra},
+    )
+
+
+def acknowledge_incident(
+    db: Database, actor: Actor, incident_id: int, *, note: str = ""
+) -> IncidentInfo:
+    """Record that someone is on an open incident.
+
+    Returns:
+        The incident afterwards.
+
+    Raises:
+        PermissionDenied: reader. NotFound: no such incident, or another team's.
+        Conflict: resolved, or acknowledged already. InvalidInput: note too long.
+    """
+    require_writer(actor)
+    _check_note(note, "acknowledgement")
+
+    def work(session: Session) -> IncidentInfo:
+        row = _visible_incident(session, actor, incident_id)
+        if row.status != "open":
+            raise Conflict(f"incident {incident_id} is resolved: reopen it first")
+        if row.acknowledged_at is not None:
+            raise Conflict(
+                f"incident {incident_id} was acknowledged by {row.acknowledged_by} "
+                f"at {row.acknowledged_at.isoformat()}"
+            )
+        now = utcnow()
+        row.acknowledged_at, row.acknowledged_by, row.updated_at = now, actor.name, now
+        session.flush()
+        _audit(session, actor, row, "incident.acknowledge", note=note)
+        return _info(session, row)
+
+    return db.write(work)
+
+
+def resolve_incident(db: Database, actor: Actor, incident_id: int, *, note: str) -> IncidentInfo:
+    """Resolve an open incident by hand, saying why in ``note``.
+
+    Returns:
+        The incident afterwards.
+
+    Raises:
+        PermissionDenied: reader. NotFound: no such incident, or another team's.
+        Conflict: already resolved. InvalidInput: empty or too long note.
+    """
+    require_writer(actor)
+    _check_note(note, "resolution", required=True)
+
+    def work(session: Session) -> IncidentInfo:
+        row = _visible_incident(session, actor, incident_id)
+        if row.status == "resolved":
+            raise Conflict(f"incident {incident_id} is already resolved")
+        now = utcnow()
+        row.status, row.ends_at, row.updated_at = "resolved", now, now
+        row.resolved_by, row.resolution_note = actor.name, note
+        session.flush()
+        _audit(session, actor, row, "incident.resolve", note=note, by_hand=True)
+        return _info(session, row)
+
+    return db.write(work)
+
+
+def reopen_incident(
+    db: Database, actor: Actor, incident_id: int, *, reason: str = ""
+) -> IncidentInfo:
+    """Reopen a resolved incident (its acknowledgement and resolution are cleared).
+
+    Returns:
+        The incident afterwards.
+
+    Raises:
+        PermissionDenied: reader. NotFound: no such incident, or another team's.
+        Conflict: it is open, or another incident with its fingerprint is open.
+        InvalidInput: reason too long.
+    """
+    require_writer(actor)
+    _check_note(reason, "reopening")
+
+    def work(session: Session) -> IncidentInfo:
+        row = _visible_incident(session, actor, incident_id)
+        if row.status == "open":
+            raise Conflict(f"incident {incident_id} is open")
+        other = _open(session, row.fingerprint)
+        if other is not None:
+            raise Conflict(
+                f"incident {other.id} with the same fingerprint is open: work on that one"
+            )
+        now = utcnow()
+        row.status, row.ends_at, row.updated_at = "open", None, now
+        row.acknowledged_at = row.acknowledged_by = row.resolved_by = None
+        row.resolution_note = None
+        session.flush()
+        _audit(session, actor, row, "incident.reopen", reason=reason)
+        return _info(session, row)
+
+    return db.write(work)
+
+
+def link_incident(db: Database, actor: Actor, incident_id: int, *, move: int) -> IncidentInfo:
+    """Link an incident to the promotion or rollback (`alias history` move) that answered it.
+
+    Returns:
+        The incident afterwards.
+
+    Raises:
+        PermissionDenied: reader. NotFound: no such incident or move, or another team's.
+        InvalidInput: the move is of another model than the incident's.
+    """
+    require_writer(actor)
+
+    def work(session: Session) -> IncidentInfo:
+        row = _visible_incident(session, actor, incident_id)
+        found = session.execute(
+            select(AliasMove.id, Alias.model_id, Alias.name, AliasMove.action)
+            .join(Alias, Alias.id == AliasMove.alias_id)
+            .where(AliasMove.id == move)
+        ).one_or_none()
+        moved = session.get(Model, found.model_id) if found is not None else None
+        if found is None or moved is None or not can_see(session, actor, moved):
+            raise NotFound(f"alias move {move} not found")
+        if row.model_id is not None and found.model_id != row.model_id:
+            raise InvalidInput(
+                f"alias move {move} is of model {moved.name!r}, not of the incident's model"
+            )
+        row.answered_by_move, row.updated_at = move, utcnow()
+        session.flush()
+        _audit(session, actor, row, "incident.link", move=move, alias=found.name,
+               move_action=found.action)
+        return _info(session, row)
+
+    return db.write(work)
+
+
+__all__ = [
+    "STATUSES",
+    "acknowledge_incident",
+    "get_incident",
+    "link_incident",
+    "list_incidents",
+    "record_alerts",
+    "reopen_incident",
+    "resolve_incident",
+]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from registry.db import Database
 from registry.diff import VersionDiff, diff_configs, diff_modules, diff_pipeline_json
-from registry.errors import Conflict, NotFound
-from registry.models import Model, ModelVersion, Team
+from registry.errors import Conflict, InvalidInput, NotFound
+from registry.models import STAGES, Alias, Model, ModelVersion, Team, VersionTag
 from registry.schemas import Actor, ModelInfo, Page, VersionInfo
 from registry.service._common import (
     VERSION_COLUMNS,
@@ -70,7 +73,12 @@ def list_models(db: Database, actor: Actor) -> list[ModelInfo]:
 
 
 _GET_VERSION = (
-    select(Team.name.label("team"), *VERSION_COLUMNS)
+    select(
+        Team.name.label("team"),
+        Model.id.label("model_pk"),
+        ModelVersion.id.label("version_pk"),
+        *VERSION_COLUMNS,
+    )
     .select_from(Model)
     .outerjoin(Team, Team.id == Model.team_id)
     .outerjoin(
@@ -80,12 +88,26 @@ _GET_VERSION = (
     .where(Model.name == bindparam("model"))
 )
 _PAGE = (
-    select(*VERSION_COLUMNS)
+    select(ModelVersion.id.label("version_pk"), *VERSION_COLUMNS)
     .where(ModelVersion.model_id == bindparam("model_id"))
     .order_by(ModelVersion.version.desc())
     .limit(bindparam("limit"))
 )
 _PAGE_BEFORE = _PAGE.where(ModelVersion.version < bindparam("before"))
+_ALIASES_OF = (
+    select(Alias.version_id, Alias.name)
+    .where(Alias.model_id == bindparam("model_id"))
+    .order_by(Alias.name)
+)
+_TAGS_OF = (
+    select(VersionTag.version_id, VersionTag.key, VersionTag.value)
+    .where(VersionTag.version_id.in_(bindparam("ids", expanding=True)))
+    .order_by(VersionTag.key)
+)
+_BY_NUMBERS = select(ModelVersion.id.label("version_pk"), *VERSION_COLUMNS).where(
+    ModelVersion.model_id == bindparam("model_id"),
+    ModelVersion.version.in_(bindparam("versions", expanding=True)),
+)
 _PAIR = select(*VERSION_COLUMNS).where(
     ModelVersion.model_id == bindparam("model_id"),
     ModelVersion.version.in_(bindparam("versions", expanding=True)),
@@ -100,28 +122,118 @@ def get_version(db: Database, actor: Actor, model: str, version: int) -> Version
     """
     with db.connect() as conn:
         row = conn.execute(_GET_VERSION, {"model": model, "version": version}).one_or_none()
-    if row is None or not is_visible(actor, row.team):
-        raise NotFound(f"model {model!r} not found")
-    if row.version is None:
-        raise NotFound(f"model {model!r} has no version {version}")
-    return version_from_row(model, row)
+        if row is None or not is_visible(actor, row.team):
+            raise NotFound(f"model {model!r} not found")
+        if row.version is None:
+            raise NotFound(f"model {model!r} has no version {version}")
+        return _annotated(conn, model, row.model_pk, [row])[0]
+
+
+def _annotated(
+    conn: Connection, model: str, model_id: int, rows: Sequence[Any]
+) -> list[VersionInfo]:
+    """Convert rows (with ``version_pk``) to schemas carrying their aliases and tags."""
+    if not rows:
+        return []
+    aliases: dict[int, list[str]] = {}
+    for version_id, name in conn.execute(_ALIASES_OF, {"model_id": model_id}):
+        aliases.setdefault(version_id, []).append(name)
+    tags: dict[int, dict[str, str]] = {}
+    ids = [r.version_pk for r in rows]
+    for version_id, key, value in conn.execute(_TAGS_OF, {"ids": ids}):
+        tags.setdefault(version_id, {})[key] = value
+    return [
+        version_from_row(model, r).model_copy(
+            update={"aliases": aliases.get(r.version_pk, []), "tags": tags.get(r.version_pk, {})}
+        )
+        for r in rows
+    ]
+
+
+def _check_filters(tags: Mapping[str, str] | None, stage: str | None) -> None:
+    if stage is not None and stage not in STAGES:
+        raise InvalidInput(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+    for key, value in (tags or {}).items():
+        check_slug(key, "tag key")
+        if not value or len(value) > 256:
+            raise InvalidInput(f"tag {key!r}: a value is 1-256 characters")
+
+
+def _filtered_numbers(
+    tags: Mapping[str, str], stage: str | None, before: int | None
+) -> Any:
+    """Version numbers carrying every tag, newest first, from the first tag's index."""
+    (key, value), *others = tags.items()
+    query = (
+        select(VersionTag.version)
+        .where(
+            VersionTag.model_id == bindparam("model_id"),
+            VersionTag.key == key,
+            VersionTag.value == value,
+        )
+        .order_by(VersionTag.version.desc())
+        .limit(bindparam("limit"))
+    )
+    if before is not None:
+        query = query.where(VersionTag.version < bindparam("before"))
+    for other_key, other_value in others:
+        also = aliased(VersionTag)
+        query = query.where(
+            exists().where(
+                also.version_id == VersionTag.version_id,
+                also.key == other_key,
+                also.value == other_value,
+            )
+        )
+    if stage is not None:
+        query = query.where(
+            exists().where(ModelVersion.id == VersionTag.version_id, ModelVersion.stage == stage)
+        )
+    return query
+
+
+def _page_rows(
+    conn: Connection,
+    params: dict[str, Any],
+    tags: Mapping[str, str] | None,
+    stage: str | None,
+    before: int | None,
+) -> Sequence[Any]:
+    if tags:
+        numbers = list(conn.execute(_filtered_numbers(tags, stage, before), params).scalars())
+        rows = conn.execute(_BY_NUMBERS, {"model_id": params["model_id"], "versions": numbers})
+        return sorted(rows, key=lambda r: r.version, reverse=True)
+    query = _PAGE if before is None else _PAGE_BEFORE
+    if stage is not None:
+        query = query.where(ModelVersion.stage == stage)
+    return conn.execute(query, params).all()
 
 
 def list_versions(
-    db: Database, actor: Actor, model: str, *, limit: int = 50, cursor: str | None = None
+    db: Database,
+    actor: Actor,
+    model: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    stage: str | None = None,
 ) -> Page[VersionInfo]:
     """Return versions newest first, ``limit`` at a time (keyset on the version number).
 
+    ``tags`` keeps versions carrying every given key=value; ``stage`` those in that stage.
+
     Raises:
-        NotFound: unknown or invisible model. InvalidInput: bad limit or cursor.
+        NotFound: unknown or invisible model. InvalidInput: bad limit, cursor, tag or stage.
     """
     check_limit(limit)
     before = parse_cursor(cursor)
+    _check_filters(tags, stage)
     with db.connect() as conn:
         model_id = visible_model_id(conn, actor, model)
         params = {"model_id": model_id, "limit": limit + 1, "before": before}
-        rows = conn.execute(_PAGE if before is None else _PAGE_BEFORE, params).all()
-    items = [version_from_row(model, r) for r in rows[:limit]]
+        rows = _page_rows(conn, params, tags, stage, before)
+        items = _annotated(conn, model, model_id, rows[:limit])
     more = len(rows) > limit
     return Page[VersionInfo](items=items, next_cursor=str(items[-1].version) if more else None)
 

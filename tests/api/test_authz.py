@@ -12,8 +12,20 @@ from fastapi.testclient import TestClient
 from registry import service
 from registry.api import create_app
 from registry.api.app import check_routes_declare_rules
-from registry.api.deps import Authz, rule_of
+from registry.api.deps import ALERTMANAGER, Authz, rule_of
+from registry.schemas import Actor, AlertIn, PolicyRules
 from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
+
+
+def alert(fingerprint: str, version: str = "1", status: str = "firing") -> AlertIn:
+    """Return an alert on model mm naming ``version`` and the image encoder."""
+    return AlertIn.model_validate({
+        "status": status,
+        "labels": {"alertname": "Drift", "model": "mm", "version": version,
+                   "module": "image_encoder"},
+        "startsAt": "2026-01-01T00:00:00Z",
+        "fingerprint": fingerprint,
+    })
 
 V1 = "/api/v1"
 PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/metrics"}
@@ -39,6 +51,31 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      {"version": 1}, (401, 403, 200, 200, 404)),
     ("POST", "/api/v1/models/{name}/aliases/{alias}/rollback",
      f"{V1}/models/mm/aliases/production/rollback", {}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/aliases", f"{V1}/models/mm/aliases", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/aliases/{alias}/history",
+     f"{V1}/models/mm/aliases/production/history", None, (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/versions/{version}/tags", f"{V1}/models/mm/versions/1/tags",
+     None, (401, 200, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/versions/{version}/tags", f"{V1}/models/mm/versions/1/tags",
+     {"tags": {"dataset": "coco"}}, (401, 403, 200, 200, 404)),
+    ("DELETE", "/api/v1/models/{name}/versions/{version}/tags/{key}",
+     f"{V1}/models/mm/versions/1/tags/run", None, (401, 403, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/versions/{version}/stage", f"{V1}/models/mm/versions/1/stage",
+     {"stage": "deprecated"}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/policies", f"{V1}/models/mm/policies", None,
+     (401, 200, 200, 200, 404)),
+    # Policies are an admin's: another team's maintainer is refused by role before the lookup.
+    ("PUT", "/api/v1/models/{name}/policies/{alias}", f"{V1}/models/mm/policies/production",
+     {"approvals": 1}, (401, 403, 403, 200, 403)),
+    ("DELETE", "/api/v1/models/{name}/policies/{alias}", f"{V1}/models/mm/policies/staging",
+     None, (401, 403, 403, 200, 403)),
+    ("GET", "/api/v1/models/{name}/versions/{version}/approvals",
+     f"{V1}/models/mm/versions/1/approvals", None, (401, 200, 200, 200, 404)),
+    ("POST", "/api/v1/models/{name}/versions/{version}/approvals",
+     f"{V1}/models/mm/versions/2/approvals", {"alias": "staging"}, (401, 403, 201, 201, 404)),
+    ("DELETE", "/api/v1/models/{name}/versions/{version}/approvals/{alias}",
+     f"{V1}/models/mm/versions/1/approvals/staging", None, (401, 403, 200, 200, 404)),
     ("PUT", "/api/v1/models/{name}/versions/{version}/reference",
      f"{V1}/models/mm/versions/1/reference?{REF}", b"profile-bytes", (401, 403, 200, 200, 404)),
     ("GET", "/api/v1/models/{name}/versions/{version}/reference",
@@ -60,6 +97,16 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      {"version": "4", "groupKey": "g", "status": "firing", "receiver": "r", "alerts": []},
      (401, 401, 401, 401, 401)),
     ("GET", "/api/v1/incidents", f"{V1}/incidents", None, (401, 200, 200, 200, 200)),
+    ("GET", "/api/v1/incidents/{incident_id}", f"{V1}/incidents/1", None,
+     (401, 200, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/acknowledge", f"{V1}/incidents/1/acknowledge", {},
+     (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/resolve", f"{V1}/incidents/1/resolve",
+     {"note": "fixed"}, (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/reopen", f"{V1}/incidents/2/reopen", {},
+     (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/incidents/{incident_id}/link", f"{V1}/incidents/1/link", {"move": 1},
+     (401, 403, 200, 200, 404)),
     ("GET", "/healthz", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", "/readyz", None, (200, 200, 200, 200, 200)),
     ("GET", "/metrics", "/metrics", None, (200, 200, 200, 200, 200)),
@@ -108,8 +155,10 @@ class TestFailClosed:
 
 @pytest.fixture
 def populated(registry_db: Registry) -> Registry:
-    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, and
-    a config schema (v1) set after the versions."""
+    """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, a tag
+    run=a on v1, incidents 1 (open) and 2 (resolved) on v1, alias staging declared and v1
+    approved for it by alpha's maintainer and admin, and a config schema (v1) set after the
+    versions."""
     from registry.config import canonicalize
     from registry.weights import inspect_weights
 
@@ -124,6 +173,14 @@ def populated(registry_db: Registry) -> Registry:
         service.promote(registry_db.db, CLI_ADMIN, model="mm", version=version, alias="production")
     service.attach_reference(registry_db.db, CLI_ADMIN, model="mm", version=2, fmt="npz-v1",
                              blob=b"ref", n_samples=3, modules=["image_encoder"])
+    service.set_tags(registry_db.db, CLI_ADMIN, model="mm", version=1, tags={"run": "a"})
+    service.record_alerts(registry_db.db, ALERTMANAGER, [alert("one"), alert("two")])
+    service.resolve_incident(registry_db.db, CLI_ADMIN, 2, note="gone")
+    service.set_policy(registry_db.db, CLI_ADMIN, model="mm", alias="staging",
+                       rules=PolicyRules())
+    for role in ("maintainer", "admin"):
+        approver = Actor(name=f"alpha/{role}", team="alpha", role=role)
+        service.approve(registry_db.db, approver, model="mm", version=1, alias="staging")
     service.set_schema(registry_db.db, CLI_ADMIN, model="mm", schema={"type": "object"})
     return registry_db
 

@@ -122,3 +122,19 @@ class TestUpgradeFrom01:
         assert (
             service.resolve_alias(release_db, ADMIN, "mm-clip", "production").version.version == 1
         )
+
+    def test_alias_history_is_backfilled_from_the_audit_log(self, release_db: Database) -> None:
+        """0003 turns 0.1's alias events into moves: history and --at answer for old aliases."""
+        history = service.alias_history(release_db, ADMIN, "mm-clip", "production")
+        assert [(m.action, m.from_version, m.version) for m in history.items] == [
+            ("rollback", 2, 1),
+            ("promote", 1, 2),
+            ("promote", None, 1),
+        ]
+        events = {e.seq: e for e in service.list_audit(release_db, ADMIN, limit=1000).items}
+        for move in history.items:
+            assert events[move.audit_seq].action == f"alias.{move.action}"
+            assert events[move.audit_seq].payload["after"] == move.version
+        second = history.items[1]
+        at = service.alias_history(release_db, ADMIN, "mm-clip", "production", at=second.at)
+        assert at.version_at == 2

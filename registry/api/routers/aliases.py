@@ -1,16 +1,24 @@
-"""Routes for aliases: resolve (cheap to poll, with ETag/304), promote, roll back."""
+"""Routes for aliases: resolve (cheap to poll, with ETag/304), promote, roll back, list, history."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep, run_read
-from registry.api.routers._params import AliasName, ModelName
-from registry.api.schemas import AliasPublic, AliasUpdate, ResolvedAliasPublic, RollbackRequest
+from registry.api.routers._params import AliasName, Cursor, Limit, ModelName, link_next
+from registry.api.schemas import (
+    AliasHistoryPublic,
+    AliasPublic,
+    AliasUpdate,
+    ResolvedAliasPublic,
+    RollbackRequest,
+)
 from registry.schemas import ResolvedAlias
 from registry.service.lookups import lookup_alias
 
@@ -83,7 +91,7 @@ def promote(
     """Point the alias at a version (409 when ``expected_version`` is stale)."""
     info = service.promote(
         db, actor, model=name, version=body.version, alias=alias,
-        expected_version=body.expected(),
+        expected_version=body.expected(), reason=body.reason,
     )
     return AliasPublic.model_validate(info.model_dump())
 
@@ -94,6 +102,35 @@ def rollback(
 ) -> AliasPublic:
     """Move the alias back to its previous version, or to ``to``."""
     info = service.rollback(
-        db, actor, model=name, alias=alias, to=body.to, expected_version=body.expected()
+        db, actor, model=name, alias=alias, to=body.to, expected_version=body.expected(),
+        reason=body.reason,
     )
     return AliasPublic.model_validate(info.model_dump())
+
+
+@router.get("", response_model=list[AliasPublic])
+def list_aliases(name: ModelName, db: DbDep, actor: ActorDep) -> list[AliasPublic]:
+    """List the model's aliases: the version each serves, when and by whom it last moved."""
+    found = service.list_aliases(db, actor, name)
+    return [AliasPublic.model_validate(a.model_dump()) for a in found]
+
+
+@router.get("/{alias}/history", response_model=AliasHistoryPublic)
+def alias_history(
+    name: ModelName,
+    alias: AliasName,
+    request: Request,
+    response: Response,
+    db: DbDep,
+    actor: ActorDep,
+    at: Annotated[
+        datetime | None,
+        Query(description="A moment (with timezone): only the move in force then."),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> AliasHistoryPublic:
+    """Every move of the alias newest first (promote, rollback: actor, reason, audit seq)."""
+    found = service.alias_history(db, actor, name, alias, at=at, limit=limit, cursor=cursor)
+    link_next(request, response, found.next_cursor)
+    return AliasHistoryPublic.model_validate(found.model_dump())

@@ -23,7 +23,9 @@ from registry.api.schemas import (
     VersionPublic,
     VersionsPublic,
 )
+from registry.schemas import Stage
 from registry.service import WeightsSource
+from registry.service.tags import parse_tags
 from registry.weights import ModuleGrouping
 
 router = APIRouter(prefix="/models/{name}", tags=["versions"])
@@ -80,9 +82,18 @@ def list_versions(
     actor: ActorDep,
     limit: Limit = 50,
     cursor: Cursor = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(
+            description="key=value: only versions carrying this tag (repeat for several).",
+        ),
+    ] = None,
+    stage: Annotated[Stage | None, Query(description="Only versions in this stage.")] = None,
 ) -> VersionsPublic:
     """List versions newest first; follow ``next_cursor`` (or the Link header) for more."""
-    page = service.list_versions(db, actor, name, limit=limit, cursor=cursor)
+    page = service.list_versions(
+        db, actor, name, limit=limit, cursor=cursor, tags=parse_tags(tag), stage=stage
+    )
     link_next(request, response, page.next_cursor)
     return VersionsPublic.model_validate(page.model_dump())
 

@@ -1,0 +1,506 @@
+"""Protected aliases: versioned promotion rules per alias, approvals, and the promotion check.
+
+A model that declares any alias (a policy, even one without rules) accepts new aliases only
+when declared, which ends the silent typo alias; a model that declares none keeps free aliases.
+Rollbacks are not gated: pulling a bad version back must always be possible.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, distinct, exists, func, select
+from sqlalchemy.orm import Session
+
+from registry import audit
+from registry.db import Database
+from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PolicyRefused
+from registry.models import (
+    Alias,
+    AliasMove,
+    AliasPolicy,
+    Approval,
+    Incident,
+    ModelVersion,
+    ReferenceProfile,
+    utcnow,
+)
+from registry.schemas import Actor, ApprovalInfo, PolicyInfo, PolicyRules, SoakRule
+from registry.service._common import (
+    check_slug,
+    require_admin,
+    require_writer,
+    version_row,
+    visible_model,
+)
+
+_RANK = {"reader": 0, "maintainer": 1, "admin": 2}
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+MAX_APPROVALS = 10
+
+
+def parse_duration(raw: str) -> int:
+    """Return the seconds in a duration such as ``90s``, ``30m``, ``24h``, ``7d`` or ``1h30m``.
+
+    Raises:
+        InvalidInput: it does not parse, or is zero or over 365 days.
+    """
+    match = _DURATION.fullmatch(raw.strip()) if isinstance(raw, str) else None
+    if match is None or not raw.strip() or not any(match.groups()):
+        raise InvalidInput(f"duration {raw!r} does not parse: write e.g. 90s, 30m, 24h, 7d, 1h30m")
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    seconds = int(timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds())
+    if not 1 <= seconds <= 365 * 86400:
+        raise InvalidInput(f"duration {raw!r} must lie between 1 second and 365 days")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    """Return ``seconds`` the way `parse_duration` reads it (``90061`` → ``1d1h1m1s``)."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
+def _current_policies(session: Session, model_id: int) -> dict[str, AliasPolicy]:
+    """The newest policy row of each alias of the model (removed ones included)."""
+    rows = session.scalars(
+        select(AliasPolicy).where(AliasPolicy.model_id == model_id).order_by(AliasPolicy.version)
+    )
+    current: dict[str, AliasPolicy] = {}
+    for row in rows:
+        current[row.alias] = row
+    return current
+
+
+def _info(model: str, row: AliasPolicy) -> PolicyInfo:
+    return PolicyInfo(
+        model=model,
+        alias=row.alias,
+        version=row.version,
+        rules=PolicyRules.model_validate(row.rules) if row.rules is not None else None,
+        note=row.note,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+def set_policy(
+    db: Database,
+    actor: Actor,
+    *,
+    model: str,
+    alias: str,
+    rules: PolicyRules,
+    note: str = "",
+) -> PolicyInfo:
+    """Declare ``alias`` with ``rules`` (a new policy version, audited). Admins only.
+
+    Returns:
+        The policy in force (unchanged, with no event, when the rules are the same).
+
+    Raises:
+        PermissionDenied: not an admin. NotFound: model. InvalidInput: bad alias name, a soak
+        rule naming the alias itself or an alias the model neither declares nor has, too many
+        approvals.
+    """
+    require_admin(actor, "set an alias policy")
+    check_slug(alias, "alias name")
+    if not 0 <= rules.approvals <= MAX_APPROVALS:
+        raise InvalidInput(f"approvals must be between 0 and {MAX_APPROVALS}")
+    if rules.soak is not None:
+        check_slug(rules.soak.alias, "soak alias")
+        if rules.soak.alias == alias:
+            raise InvalidInput(f"the soak rule of {alias!r} must name another alias")
+        if not 1 <= rules.soak.seconds <= 365 * 86400:
+            raise InvalidInput("the soak duration must lie between 1 second and 365 days")
+
+    def work(session: Session) -> PolicyInfo:
+        owner = visible_model(session, actor, model, lock=True)
+        current = _current_policies(session, owner.id)
+        if rules.soak is not None:
+            declared = {a for a, p in current.items() if p.rules is not None}
+            existing = set(session.scalars(select(Alias.name).where(Alias.model_id == owner.id)))
+            if rules.soak.alias not in declared | existing:
+                raise InvalidInput(
+                    f"unknown alias {rules.soak.alias!r} in the soak rule: model {model!r} "
+                    f"neither declares nor has it (declared: {', '.join(sorted(declared)) or '-'})"
+                )
+        before = current.get(alias)
+        wanted = rules.model_dump(mode="json")
+        if before is not None and before.rules == wanted:
+            return _info(model, before)
+        row = AliasPolicy(
+            model_id=owner.id,
+            alias=alias,
+            version=(before.version if before else 0) + 1,
+            rules=wanted,
+            note=note,
+            created_by=actor.name,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor.name,
+            action="alias.policy",
+            model=model,
+            payload={"alias": alias, "policy_version": row.version, "rules": wanted, "note": note},
+        )
+        return _info(model, row)
+
+    return db.write(work)
+
+
+def remove_policy(
+    db: Database, actor: Actor, *, model: str, alias: str, note: str = ""
+) -> PolicyInfo:
+    """Stop declaring ``alias`` (a policy version without rules, audited). Admins only.
+
+    Returns:
+        The removal record.
+
+    Raises:
+        PermissionDenied: not an admin. NotFound: model, or the alias is not declared.
+    """
+    require_admin(actor, "remove an alias policy")
+    check_slug(alias, "alias name")
+
+    def work(session: Session) -> PolicyInfo:
+        owner = visible_model(session, actor, model, lock=True)
+        before = _current_policies(session, owner.id).get(alias)
+        if before is None or before.rules is None:
+            raise NotFound(f"model {model!r} declares no alias {alias!r}")
+        row = AliasPolicy(
+            model_id=owner.id,
+            alias=alias,
+            version=before.version + 1,
+            rules=None,
+            note=note,
+            created_by=actor.name,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor.name,
+            action="alias.policy",
+            model=model,
+            payload={"alias": alias, "policy_version": row.version, "rules": None, "note": note},
+        )
+        return _info(model, row)
+
+    return db.write(work)
+
+
+def list_policies(db: Database, actor: Actor, model: str) -> list[PolicyInfo]:
+    """Return the policies in force (declared aliases) by alias.
+
+    Raises:
+        NotFound: model.
+    """
+    with db.read() as session:
+        owner = visible_model(session, actor, model)
+        current = _current_policies(session, owner.id)
+        return [_info(model, p) for a, p in sorted(current.items()) if p.rules is not None]
+
+
+def _approval_info(model: str, version: int, row: Approval) -> ApprovalInfo:
+    return ApprovalInfo(
+        id=row.id,
+        model=model,
+        version=version,
+        alias=row.alias,
+        approver=row.approver,
+        note=row.note,
+        created_at=row.created_at,
+        withdrawn_at=row.withdrawn_at,
+        withdrawn_by=row.withdrawn_by,
+    )
+
+
+def approve(
+    db: Database, actor: Actor, *, model: str, version: int, alias: str, note: str = ""
+) -> ApprovalInfo:
+    """Approve ``version`` for ``alias`` (audited); counts toward the alias's approvals rule.
+
+    Returns:
+        The approval.
+
+    Raises:
+        PermissionDenied: reader, or the approver registered the version.
+        NotFound: model or version. InvalidInput: the alias is not declared.
+        Conflict: the version is archived, or the actor already approved it for the alias.
+    """
+    require_writer(actor)
+    check_slug(alias, "alias name")
+
+    def work(session: Session) -> ApprovalInfo:
+        owner = visible_model(session, actor, model, lock=True)
+        row = version_row(session, owner, version)
+        policy = _current_policies(session, owner.id).get(alias)
+        if policy is None or policy.rules is None:
+            raise InvalidInput(f"model {model!r} declares no alias {alias!r}: nothing to approve")
+        if row.created_by == actor.name:
+            raise PermissionDenied(
+                f"{actor.name} registered {model} v{version} and cannot approve it"
+            )
+        if row.stage == "archived":
+            raise Conflict(f"{model} v{version} is archived: it can no longer be approved")
+        already = session.scalars(
+            select(Approval.id).where(
+                Approval.version_id == row.id,
+                Approval.alias == alias,
+                Approval.approver == actor.name,
+                Approval.withdrawn_at.is_(None),
+            )
+        ).first()
+        if already is not None:
+            raise Conflict(f"{actor.name} already approved {model} v{version} for {alias!r}")
+        approval = Approval(
+            version_id=row.id, alias=alias, approver=actor.name, note=note, created_at=utcnow()
+        )
+        session.add(approval)
+        session.flush()
+        audit.append(
+            session,
+            actor=actor.name,
+            action="approval.grant",
+            model=model,
+            version=version,
+            payload={"alias": alias, "approval": approval.id, "note": note},
+        )
+        return _approval_info(model, version, approval)
+
+    return db.write(work)
+
+
+def withdraw_approval(
+    db: Database, actor: Actor, *, model: str, version: int, alias: str
+) -> ApprovalInfo:
+    """Withdraw the actor's approval of ``version`` for ``alias`` (audited).
+
+    Returns:
+        The withdrawn approval.
+
+    Raises:
+        PermissionDenied: reader. NotFound: model, version, or no approval of the actor's.
+    """
+    require_writer(actor)
+    check_slug(alias, "alias name")
+
+    def work(session: Session) -> ApprovalInfo:
+        owner = visible_model(session, actor, model, lock=True)
+        row = version_row(session, owner, version)
+        approval = session.scalars(
+            select(Approval).where(
+                Approval.version_id == row.id,
+                Approval.alias == alias,
+                Approval.approver == actor.name,
+                Approval.withdrawn_at.is_(None),
+            )
+        ).first()
+        if approval is None:
+            raise NotFound(f"{actor.name} has no approval of {model} v{version} for {alias!r}")
+        approval.withdrawn_at, approval.withdrawn_by = utcnow(), actor.name
+        session.flush()
+        audit.append(
+            session,
+            actor=actor.name,
+            action="approval.withdraw",
+            model=model,
+            version=version,
+            payload={"alias": alias, "approval": approval.id},
+        )
+        return _approval_info(model, version, approval)
+
+    return db.write(work)
+
+
+def list_approvals(db: Database, actor: Actor, *, model: str, version: int) -> list[ApprovalInfo]:
+    """Return the version's approvals (withdrawn ones too), oldest first.
+
+    Raises:
+        NotFound: model or version.
+    """
+    with db.read() as session:
+        owner = visible_model(session, actor, model)
+        row = version_row(session, owner, version)
+        found = session.scalars(
+            select(Approval).where(Approval.version_id == row.id).order_by(Approval.id)
+        )
+        return [_approval_info(model, version, a) for a in found]
+
+
+# --- the promotion check (on the promotion's Core connection, under the model's row lock) ---
+
+_POLICIES = (
+    select(AliasPolicy.alias, AliasPolicy.rules)
+    .where(AliasPolicy.model_id == bindparam("model_id"))
+    .order_by(AliasPolicy.version)
+)
+_EVIDENCE = select(
+    ModelVersion.created_by,
+    exists().where(ReferenceProfile.version_id == ModelVersion.id).label("has_reference"),
+    select(func.count(Incident.id))
+    .where(Incident.version_id == ModelVersion.id, Incident.status == "open")
+    .scalar_subquery()
+    .label("open_incidents"),
+    select(func.count(distinct(Approval.approver)))
+    .where(
+        Approval.version_id == ModelVersion.id,
+        Approval.alias == bindparam("alias"),
+        Approval.withdrawn_at.is_(None),
+        Approval.approver != ModelVersion.created_by,
+    )
+    .scalar_subquery()
+    .label("approvals"),
+).where(ModelVersion.id == bindparam("version_id"))
+_SOAK_MOVES = (
+    select(AliasMove.version_id, AliasMove.at)
+    .join(Alias, Alias.id == AliasMove.alias_id)
+    .where(Alias.model_id == bindparam("model_id"), Alias.name == bindparam("alias"))
+    .order_by(AliasMove.id)
+)
+_INCIDENT_STARTS = select(Incident.starts_at).where(Incident.version_id == bindparam("version_id"))
+
+
+def _longest_clean_stretch(
+    conn: Connection, model_id: int, version_id: int, soak: SoakRule, now: datetime
+) -> float:
+    """Seconds of the longest stretch the version served ``soak.alias`` with no incident."""
+    moves = conn.execute(_SOAK_MOVES, {"model_id": model_id, "alias": soak.alias}).all()
+    starts = sorted(conn.execute(_INCIDENT_STARTS, {"version_id": version_id}).scalars())
+    best = 0.0
+    for i, move in enumerate(moves):
+        if move.version_id != version_id:
+            continue
+        end = moves[i + 1].at if i + 1 < len(moves) else now
+        begin = move.at
+        for started in starts:
+            if begin <= started <= end:
+                best = max(best, (started - begin).total_seconds())
+                begin = started
+        best = max(best, (end - begin).total_seconds())
+    return best
+
+
+def check_promotion(
+    conn: Connection,
+    actor: Actor,
+    *,
+    model: str,
+    model_id: int,
+    alias: str,
+    alias_exists: bool,
+    version: int,
+    version_id: int,
+    stage: str,
+) -> None:
+    """Raise PolicyRefused listing every rule the promotion fails (archived, undeclared, policy).
+
+    Costs one query for a model without policies, three for a protected alias (four with soak).
+    """
+    unmet: list[dict[str, str]] = []
+    if stage == "archived":
+        unmet.append({
+            "rule": "not_archived",
+            "message": f"{model} v{version} is archived: an archived version cannot be promoted",
+        })
+    current: dict[str, Any] = {}
+    for name, rules in conn.execute(_POLICIES, {"model_id": model_id}):
+        current[name] = rules
+    declared = {a for a, r in current.items() if r is not None}
+    rules_raw = current.get(alias)
+    if declared and not alias_exists and alias not in declared:
+        unmet.append({
+            "rule": "declared",
+            "message": f"alias {alias!r} is not declared for model {model!r} "
+            f"(declared: {', '.join(sorted(declared))}); an admin declares it with "
+            "`mmgov policy set`",
+        })
+    if rules_raw is not None:
+        unmet += _policy_unmet(conn, actor, PolicyRules.model_validate(rules_raw),
+                               model=model, model_id=model_id, alias=alias, version=version,
+                               version_id=version_id)
+    if unmet:
+        lines = "\n".join(f"- {u['rule']}: {u['message']}" for u in unmet)
+        n = len(unmet)
+        raise PolicyRefused(
+            f"promotion of {model} v{version} to {alias!r} refused, {n} rule"
+            f"{'s' if n > 1 else ''} unmet:\n{lines}",
+            unmet,
+        )
+
+
+def _policy_unmet(
+    conn: Connection,
+    actor: Actor,
+    rules: PolicyRules,
+    *,
+    model: str,
+    model_id: int,
+    alias: str,
+    version: int,
+    version_id: int,
+) -> list[dict[str, str]]:
+    unmet: list[dict[str, str]] = []
+    if rules.min_role is not None and _RANK[actor.role] < _RANK[rules.min_role]:
+        unmet.append({
+            "rule": "min_role",
+            "message": f"promoting to {alias!r} needs a {rules.min_role}; "
+            f"{actor.name} is a {actor.role}",
+        })
+    needs_evidence = rules.require_reference or rules.no_open_incident or rules.approvals
+    if needs_evidence:
+        ev = conn.execute(_EVIDENCE, {"version_id": version_id, "alias": alias}).one()
+        if rules.require_reference and not ev.has_reference:
+            unmet.append({
+                "rule": "require_reference",
+                "message": f"v{version} has no reference profile (`mmgov reference attach`)",
+            })
+        if rules.no_open_incident and ev.open_incidents:
+            unmet.append({
+                "rule": "no_open_incident",
+                "message": f"v{version} has {ev.open_incidents} open incident"
+                f"{'s' if ev.open_incidents > 1 else ''} (`mmgov incident list --model "
+                f"{model} --version {version} --status open`)",
+            })
+        if ev.approvals < rules.approvals:
+            unmet.append({
+                "rule": "approvals",
+                "message": f"v{version} has {ev.approvals} of {rules.approvals} approvals for "
+                f"{alias!r} from maintainers other than {ev.created_by} "
+                f"(`mmgov approve {model} {version} --alias {alias}`)",
+            })
+    if rules.soak is not None:
+        served = _longest_clean_stretch(conn, model_id, version_id, rules.soak, utcnow())
+        if served < rules.soak.seconds:
+            unmet.append({
+                "rule": "soak",
+                "message": f"v{version} served {rules.soak.alias!r} for "
+                f"{format_duration(int(served)) or '0s'} without an incident; the policy asks "
+                f"{format_duration(rules.soak.seconds)}",
+            })
+    return unmet
+
+
+__all__ = [
+    "MAX_APPROVALS",
+    "approve",
+    "check_promotion",
+    "format_duration",
+    "list_approvals",
+    "list_policies",
+    "parse_duration",
+    "remove_policy",
+    "set_policy",
+    "withdraw_approval",
+]
