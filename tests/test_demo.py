@@ -199,4 +199,5 @@ def test_demo_on_postgresql(tmp_path: Path) -> None:
     assert figures["served_after_rollback"] == 1
     assert figures["audit_ok"] is True
     assert figures["kept"] is True
-    assert sorted(p.name for p in keep.iterdir()) == ["pipeline", "v1.safetensors", "v2.safetensors"]
+    kept = sorted(p.name for p in keep.iterdir())
+    assert kept == ["pipeline", "v1.safetensors", "v2.safetensors"]
