@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from registry.config import load_config_file, parse_yaml
+from registry.config import canonicalize, load_config_file, parse_yaml
 from registry.db import Database, upgrade
 from registry.schemas import Actor
 from registry.service import create_team, create_token, register_version
@@ -137,7 +137,7 @@ def loop(
 ) -> Loop:
     """Registry with the model at v1, sidecar, instrumented worker, Prometheus and Alertmanager."""
     model_config = small_model_config(tmp_path / "model.yaml")
-    canonical = load_config_file(model_config)
+    canonical = canonicalize(load_config_file(model_config))
     upgrade(db_url)
     db = Database(db_url)
     try:
