@@ -32,9 +32,10 @@ from registry.web import assets, pages
 from registry.web.session import SessionSigner, new_key
 
 API_PREFIX = "/api/v1"
-DOC_PATHS = frozenset({"/openapi.json"})
-"""Routes FastAPI adds itself; public by design (they describe the API, they expose no data).
-`/docs` and `/redoc` are ours (`registry.web.assets`): packaged assets, no CDN."""
+DOC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+"""Routes FastAPI may add itself; public by design (they describe the API, they expose no data).
+Our app turns FastAPI's `/docs` and `/redoc` off and serves its own (`registry.web.assets`,
+packaged assets, no CDN) as public routes with a rule."""
 
 
 def check_routes_declare_rules(app: FastAPI) -> None:
