@@ -32,7 +32,8 @@ PAGE_SIZE = 50
 HISTORY_SIZE = 10
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")]
 VersionQuery = Annotated[int | None, Query(ge=1, le=MAX_INT)]
-ModelQuery = Annotated[str | None, Query(pattern=SLUG)]
+ModelQuery = Annotated[str | None, Query(pattern=r"^(|" + SLUG[1:-1] + r")$")]
+"""A model filter; empty (a filter form left blank) means none."""
 IncidentId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 
@@ -241,6 +242,7 @@ def audit_page(
     action: Annotated[str | None, Query(max_length=64)] = None, cursor: Cursor = None,
 ) -> Response:
     """The audit trail newest first (filter by model, by action on the page) and its check."""
+    model = model or None
     page = service.list_audit(db, user.actor, model=model, limit=100, cursor=cursor)
     events = [e for e in page.items if not action or e.action.startswith(action)]
     report = service.verify_audit(db, user.actor) if cursor is None else None
@@ -253,9 +255,10 @@ def audit_page(
 @router.get("/incidents")
 def incidents_page(
     request: Request, db: DbDep, user: PageDep, model: ModelQuery = None,
-    status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = "open",
+    status: Annotated[str, Query(pattern="^(|open|acknowledged|resolved)$")] = "open",
 ) -> Response:
     """Incidents newest first, with acknowledge and resolve for maintainers."""
+    model = model or None
     found = service.list_incidents(db, user.actor, model=model, status=status or None)
     return render(request, "incidents.html", {
         "user": user, "incidents": found, "model": model, "status": status or "",
