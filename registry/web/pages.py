@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import httpx
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
@@ -228,7 +229,13 @@ def health_page(
 ) -> Response:
     """Drift score over time against its threshold, latency and error rate, from Prometheus."""
     model = service.get_model(db, user.actor, name)
-    charts = model_charts(settings.prometheus_url, name, seconds=minutes * 60,
+    client: httpx.Client | None = None
+    if settings.prometheus_url is not None:
+        client = request.app.state.prometheus_client
+        if client is None:  # one per app, made on first use (a race makes two: harmless)
+            client = request.app.state.prometheus_client = httpx.Client(
+                timeout=settings.prometheus_timeout)
+    charts = model_charts(settings.prometheus_url, name, client=client, seconds=minutes * 60,
                           timeout=settings.prometheus_timeout)
     return render(request, "health.html", {
         "user": user, "model": model, "charts": charts, "minutes": minutes,
@@ -240,12 +247,14 @@ def health_page(
 def audit_page(
     request: Request, db: DbDep, user: PageDep, model: ModelQuery = None,
     action: Annotated[str | None, Query(max_length=64)] = None, cursor: Cursor = None,
+    verify: bool = False,
 ) -> Response:
-    """The audit trail newest first (filter by model, by action on the page) and its check."""
+    """The audit trail newest first (filter by model, by action on the page); with ``verify``
+    the chain's check too (it reads every event, so it runs when asked, not on every view)."""
     model = model or None
     page = service.list_audit(db, user.actor, model=model, limit=100, cursor=cursor)
     events = [e for e in page.items if not action or e.action.startswith(action)]
-    report = service.verify_audit(db, user.actor) if cursor is None else None
+    report = service.verify_audit(db, user.actor) if verify else None
     return render(request, "audit.html", {
         "user": user, "events": events, "next_cursor": page.next_cursor, "model": model,
         "action": action or "", "report": report, "cursor": cursor,
@@ -382,6 +391,7 @@ def install(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ())) or "request"
         return render_error(request, 422, f"{where}: {first.get('msg', 'invalid')}", None)
 
+    app.state.prometheus_client = None
     app.add_exception_handler(RegistryError, registry_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(router)

@@ -9,7 +9,7 @@ console errors and failed requests, and a screenshot of each is written under
 from __future__ import annotations
 
 import functools
-import hashlib
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -67,6 +67,20 @@ while True:
 """
 
 
+def write_safetensors(path: Path, modules: dict[str, bytes]) -> Path:
+    """Write a small safetensors file: one U8 tensor ``<module>.w`` per module."""
+    header: dict[str, object] = {}
+    offset = 0
+    for module, data in modules.items():
+        header[f"{module}.w"] = {"dtype": "U8", "shape": [len(data)],
+                                 "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"".join(modules.values()))
+    return path
+
+
 def _chromium() -> str:
     found = find_binary("chromium", "chromium-browser", "google-chrome")
     if found is None:
@@ -98,15 +112,22 @@ def ui(processes: Processes, prometheus_bin: str, tmp_path: Path) -> Iterator[UI
         for role in ("reader", "maintainer"):
             _, tokens[role] = service.create_token(db, ADMIN, team="vision", role=role,
                                                    name=f"ui-{role}")
-        base_config = yaml.safe_load((REPO / "configs" / "model.yaml").read_text())
-        for epochs in (10, 12, 15):
-            base_config["training"]["epochs"] = epochs
-            digest = hashlib.sha256(f"weights {epochs}".encode()).hexdigest()
+        config = yaml.safe_load((REPO / "configs" / "model.yaml").read_text())
+        weights = tmp_path / "weights"
+        weights.mkdir()
+        for number, epochs in ((1, 10), (2, 12), (3, 15)):
+            config["training"]["epochs"] = epochs
+            if number == 3:  # a new fusion: its config and its tensors change
+                config["fusion_type"] = "gated"
+                config["training"]["learning_rate"] = 1e-4
+            fusion = "gated" if number == 3 else "concat"
+            path = write_safetensors(weights / f"v{number}.safetensors", {
+                "image_encoder": b"vision tower", "text_encoder": b"text tower",
+                "fusion_layer": fusion.encode(),
+            })
             service.register_version(
-                db, ADMIN, model=MODEL, team="vision", config=canonicalize(base_config),
-                weights=inspect_weights(f"s3://models/{MODEL}/{epochs}.safetensors",
-                                        sha256=digest),
-                note=f"{epochs} epochs",
+                db, ADMIN, model=MODEL, team="vision", config=canonicalize(config),
+                weights=inspect_weights(str(path)), note=f"{epochs} epochs, {fusion} fusion",
             )
         service.promote(db, ADMIN, model=MODEL, version=1, alias="production")
         service.set_policy(db, ADMIN, model=MODEL, alias="production",
@@ -225,9 +246,11 @@ def test_maintainer_browses_promotes_rolls_back_and_reads_charts(browser: Any, u
     assert "UTC" not in stamp.inner_text()
     _shot(page, ui, "version")
     page.goto(f"{ui.base}/models/{MODEL}/diff?a=1&b=3")
-    changed = page.locator("table.diff tr.changed")
-    assert changed.count() == 1
-    assert "training.epochs" in changed.inner_text()
+    changed = page.locator("table.diff tr.changed td:first-child").all_inner_texts()
+    assert changed == ["fusion_type", "training.epochs", "training.learning_rate"]
+    modules = page.locator("ul.modules").inner_text()
+    assert "fusion_layer: changed" in modules
+    assert "image_encoder: unchanged" in modules
     _shot(page, ui, "diff")
 
     # Promote v3 to production: the policy wants a reference profile.
@@ -266,6 +289,7 @@ def test_maintainer_browses_promotes_rolls_back_and_reads_charts(browser: Any, u
 
     # The audit trail: verified chain, and the moves at the top.
     page.get_by_role("link", name="Audit trail").click()
+    page.get_by_role("button", name="Verify the hash chain").click()
     assert page.locator("#verify").inner_text().startswith("Chain verified")
     actions = page.locator("tbody tr td:nth-child(4)").all_inner_texts()
     assert actions[:2] == ["alias.rollback", "alias.promote"]
