@@ -15,6 +15,7 @@ from registry import service
 from registry.cli import CliState, app
 from registry.errors import InvalidInput
 from registry.schemas import Actor
+from registry.web.session import new_key
 
 _CHECKER = Actor(name="mmgov-serve", team=None, role="admin")
 
@@ -57,7 +58,7 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve the admin API; refuses a database not at head and, without tokens, to run open."""
+    """Serve the admin API and the web UI; refuses a database not at head and to run open."""
     import uvicorn  # only this command needs the server
 
     root = ctx.find_root().obj
@@ -79,10 +80,12 @@ def serve(
         )
     os.environ["MMGOV_DATABASE_URL"] = url
     os.environ["MMGOV_NO_AUTH"] = "1" if no_auth else "0"
+    # One web UI session key for every worker; a random one ends sessions at restart.
+    os.environ.setdefault("MMGOV_SESSION_KEY", new_key())
     if workers > 1:
         prepare_multiprocess_dir()
     typer.echo(
-        f"mmgov API on http://{host}:{port} ({workers} worker(s), {dbmod.safe_url(url)}"
+        f"mmgov API and web UI on http://{host}:{port} ({workers} worker(s), {dbmod.safe_url(url)}"
         f"{', NO AUTH' if no_auth else ''})",
         err=True,
     )

@@ -28,10 +28,14 @@ from registry.api.routers import (
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.api.settings import ApiSettings
 from registry.db import Database
+from registry.web import assets, pages
+from registry.web.session import SessionSigner, new_key
 
 API_PREFIX = "/api/v1"
 DOC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""Routes FastAPI adds itself; public by design (they describe the API, they expose no data)."""
+"""Routes FastAPI may add itself; public by design (they describe the API, they expose no data).
+Our app turns FastAPI's `/docs` and `/redoc` off and serves its own (`registry.web.assets`,
+packaged assets, no CDN) as public routes with a rule."""
 
 
 def check_routes_declare_rules(app: FastAPI) -> None:
@@ -76,6 +80,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
     Raises:
         OSError: if the alerts token file cannot be read.
         RuntimeError: if a route declares no authorisation rule.
+        ValueError: if ``session_key`` is shorter than 16 characters.
     """
     settings = settings or ApiSettings()
     app = FastAPI(
@@ -83,11 +88,16 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         version="1",
         description="Model registry: versions, aliases, audit, incidents.",
         responses=PROBLEM_RESPONSES,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.alerts_secret = settings.alerts_secret()
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
+    key = settings.session_key.get_secret_value() if settings.session_key else new_key()
+    app.state.session_signer = SessionSigner(key.encode(), max_age=settings.session_seconds)
+    app.state.no_auth_nonce = new_key()
     api_metrics = ApiMetrics(CollectorRegistry())
     app.state.metrics = api_metrics
     collector = RegistryCollector(app.state.db)
@@ -111,6 +121,8 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(assets.router)
+    pages.install(app)  # after the problem handlers: it wraps them for page routes
     check_routes_declare_rules(app)
 
     # Added last = outermost: sizes are checked before anything reads the body.

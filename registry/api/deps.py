@@ -12,7 +12,9 @@ import hmac
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -23,6 +25,7 @@ from registry.api.settings import ApiSettings
 from registry.db import Database
 from registry.errors import PermissionDenied, Unauthenticated
 from registry.schemas import Actor
+from registry.web.session import SESSION_COOKIE, SessionSigner
 
 T = TypeVar("T")
 
@@ -41,6 +44,10 @@ class Authz(enum.Enum):
     maintainer = "maintainer"
     admin = "admin"
     alerts = "alerts"
+    page = "page"
+    """A web page: a person signed in with a session cookie (any role)."""
+    page_form = "page_form"
+    """A web form post: a signed-in maintainer or admin, with the session's CSRF token."""
 
 
 _RANK = {"reader": 0, "maintainer": 1, "admin": 2}
@@ -148,12 +155,64 @@ async def _alerts(request: Request) -> Actor:
     return ALERTMANAGER
 
 
+@dataclass(frozen=True)
+class WebUser:
+    """Who a page serves, and the CSRF token its forms carry."""
+
+    actor: Actor
+    csrf: str
+
+    @property
+    def can_write(self) -> bool:
+        """Whether the person may change anything (readers see no write controls)."""
+        return _RANK[self.actor.role] >= _RANK["maintainer"]
+
+
+async def _page(request: Request) -> WebUser:
+    settings: ApiSettings = request.app.state.settings
+    signer: SessionSigner = request.app.state.session_signer
+    if settings.no_auth:
+        return WebUser(LOCAL_ADMIN, signer.csrf_token(request.app.state.no_auth_nonce))
+    session = signer.read(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        raise Unauthenticated("sign in with an API token to see this page")
+    cache: TokenCache = request.app.state.token_cache
+    actor = cache.get(session.token_sha256)
+    if actor is None:
+        db: Database = request.app.state.db
+        actor = await run_in_threadpool(service.authenticate_digest, db, session.token_sha256)
+        cache.put(session.token_sha256, actor)
+    return WebUser(actor, signer.csrf_token(session.nonce))
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """Return the request's url-encoded form fields (the last value of a repeated field)."""
+    form: dict[str, str] | None = getattr(request.state, "form", None)
+    if form is None:
+        body = (await request.body()).decode("utf-8", errors="replace")
+        form = dict(parse_qsl(body, keep_blank_values=True, max_num_fields=64))
+        request.state.form = form
+    return form
+
+
+async def _page_form(request: Request) -> WebUser:
+    user = await _page(request)
+    form = await read_form(request)
+    if not hmac.compare_digest(form.get("csrf", ""), user.csrf):
+        raise PermissionDenied("the form's CSRF token is missing or stale: reload the page")
+    if not user.can_write:
+        raise PermissionDenied(f"{user.actor.name} is a {user.actor.role}; this needs a maintainer")
+    return user
+
+
 _RULES: dict[Authz, Callable[..., Any]] = {
     Authz.public: _public,
     Authz.reader: _at_least("reader"),
     Authz.maintainer: _at_least("maintainer"),
     Authz.admin: _at_least("admin"),
     Authz.alerts: _alerts,
+    Authz.page: _page,
+    Authz.page_form: _page_form,
 }
 _BY_CALLABLE = {fn: rule for rule, fn in _RULES.items()}
 
@@ -185,6 +244,10 @@ ActorDep = Annotated[Actor, Depends(_RULES[Authz.reader])]
 MaintainerDep = Annotated[Actor, Depends(_RULES[Authz.maintainer])]
 AdminDep = Annotated[Actor, Depends(_RULES[Authz.admin])]
 AlertsDep = Annotated[Actor, Depends(_RULES[Authz.alerts])]
+PageDep = Annotated[WebUser, Depends(_RULES[Authz.page])]
+"""A signed-in person on a web page; the service applies roles and team isolation."""
+PageFormDep = Annotated[WebUser, Depends(_RULES[Authz.page_form])]
+"""A web form post: CSRF checked, maintainer or admin."""
 PUBLIC = Depends(_RULES[Authz.public])
 """Put in a public route's ``dependencies=[PUBLIC]`` to say so explicitly."""
 
@@ -198,10 +261,14 @@ __all__ = [
     "Authz",
     "DbDep",
     "MaintainerDep",
+    "PageDep",
+    "PageFormDep",
     "SettingsDep",
     "TokenCache",
+    "WebUser",
     "get_db",
     "get_settings",
+    "read_form",
     "rule_of",
     "run_read",
 ]

@@ -30,6 +30,17 @@ class ApiSettings(BaseSettings):
     """Every request acts as a local admin; `mmgov serve` allows it on loopback only."""
     token_cache_seconds: float = Field(default=2.0, ge=0)
     """How long an authenticated token is trusted without a query (bounds revocation delay)."""
+    session_key: SecretStr | None = None
+    """Signs the web UI's session cookies and CSRF tokens (at least 16 characters). Unset: a
+    random key per app, so sessions end when the server restarts (`mmgov serve` makes one key
+    for all its workers)."""
+    session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a web UI sign-in lasts."""
+    prometheus_url: str | None = None
+    """Prometheus' base URL (e.g. ``http://127.0.0.1:9090``): the web UI's drift and health
+    charts query its HTTP API; unset, the charts say how to set it."""
+    prometheus_timeout: float = Field(default=2.0, gt=0, le=30)
+    """Seconds a chart waits for Prometheus before showing the error instead."""
 
     def weights_root_paths(self) -> list[Path]:
         """Return the configured weights roots as paths (empty: every local path is refused)."""

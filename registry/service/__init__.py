@@ -34,6 +34,7 @@ from registry.service.references import (
     read_profile_metadata,
 )
 from registry.service.registration import DEFAULT_TEAM, WeightsSource, register_version
+from registry.service.sessions import authenticate_digest
 from registry.service.tags import list_tags, parse_tags, remove_tags, set_stage, set_tags
 from registry.service.tokens import (
     TOKEN_PREFIX,
@@ -66,6 +67,7 @@ __all__ = [
     "approve",
     "attach_reference",
     "authenticate",
+    "authenticate_digest",
     "check_weights",
     "create_model",
     "create_team",

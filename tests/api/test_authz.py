@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -28,7 +29,8 @@ def alert(fingerprint: str, version: str = "1", status: str = "firing") -> Alert
     })
 
 V1 = "/api/v1"
-PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/metrics"}
+PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/metrics", "/sign-in", "/static/{name}", "/docs",
+                    "/redoc"}
 REF = "format=npz-v1&n_samples=3&modules=image_encoder"
 
 # (method, template, concrete path, JSON body or raw bytes) → status for
@@ -113,6 +115,51 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
 ]
 CALLERS = (None, "reader", "maintainer", "admin", "other")
 
+# The web UI: the same callers signed in with their token (a session cookie; form posts carry
+# the session's CSRF token). No session: pages redirect to sign-in (303), posts are 401.
+PAGE_MATRIX: list[tuple[str, str, str, dict[str, str] | None, tuple[int, ...]]] = [
+    ("GET", "/", "/", None, (303, 200, 200, 200, 200)),
+    ("GET", "/sign-in", "/sign-in", None, (200, 200, 200, 200, 200)),
+    # Without the sign-in form's CSRF token the token is not even looked at.
+    ("POST", "/sign-in", "/sign-in", {"token": "mmgov_x"}, (403, 403, 403, 403, 403)),
+    ("POST", "/sign-out", "/sign-out", {}, (401, 303, 303, 303, 303)),
+    ("GET", "/models/{name}", "/models/mm", None, (303, 200, 200, 200, 404)),
+    ("GET", "/models/{name}/versions/{version}", "/models/mm/versions/2", None,
+     (303, 200, 200, 200, 404)),
+    ("GET", "/models/{name}/diff", "/models/mm/diff?a=1&b=2", None, (303, 200, 200, 200, 404)),
+    ("GET", "/models/{name}/health", "/models/mm/health", None, (303, 200, 200, 200, 404)),
+    ("GET", "/audit", "/audit", None, (303, 200, 200, 200, 200)),
+    ("GET", "/incidents", "/incidents", None, (303, 200, 200, 200, 200)),
+    ("POST", "/models/{name}/promote", "/models/mm/promote", {"version": "1", "alias": "staging"},
+     (401, 403, 303, 303, 404)),
+    ("POST", "/models/{name}/aliases/{alias}/rollback", "/models/mm/aliases/production/rollback",
+     {}, (401, 403, 303, 303, 404)),
+    ("POST", "/models/{name}/versions/{version}/approve", "/models/mm/versions/2/approve",
+     {"alias": "staging"}, (401, 403, 303, 303, 404)),
+    ("POST", "/incidents/{incident_id}/acknowledge", "/incidents/1/acknowledge", {},
+     (401, 403, 303, 303, 404)),
+    ("POST", "/incidents/{incident_id}/resolve", "/incidents/1/resolve", {"note": "fixed"},
+     (401, 403, 303, 303, 404)),
+    ("GET", "/static/{name}", "/static/mmgov.css", None, (200, 200, 200, 200, 200)),
+    ("GET", "/docs", "/docs", None, (200, 200, 200, 200, 200)),
+    ("GET", "/redoc", "/redoc", None, (200, 200, 200, 200, 200)),
+]
+_CSRF = re.compile(r'name="csrf" value="([^"]*)"')
+
+
+def sign_in(client: TestClient, secret: str) -> str:
+    """Sign ``client`` in with ``secret`` through the sign-in form; return its CSRF token."""
+    form = client.get("/sign-in")
+    found = _CSRF.search(form.text)
+    assert found, form.text
+    r = client.post("/sign-in", data={"csrf": found.group(1), "token": secret, "next": "/"},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = client.get("/incidents")
+    found = _CSRF.search(page.text)
+    assert found, page.text
+    return found.group(1)
+
 
 def _app_operations(app: FastAPI) -> dict[tuple[str, str], APIRoute]:
     ops = {}
@@ -139,7 +186,8 @@ class TestFailClosed:
     def test_matrix_covers_every_route(self, registry_db: Registry):
         """The matrix below names every operation of the app, so a new route needs a row."""
         app = create_app(make_settings(registry_db), db=registry_db.db)
-        assert set(_app_operations(app)) == {(m, t) for m, t, *_ in MATRIX}
+        rows = [*MATRIX, *PAGE_MATRIX]
+        assert set(_app_operations(app)) == {(m, t) for m, t, *_ in rows}
 
     def test_route_without_rule_refused(self):
         """An app with a route that declares no rule does not build."""
@@ -204,3 +252,23 @@ def test_matrix(populated: Registry, row: tuple, caller_index: int):
     assert r.status_code == expected[caller_index], r.text
     if r.status_code >= 400:
         assert r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("caller_index", range(len(CALLERS)), ids=[str(c) for c in CALLERS])
+@pytest.mark.parametrize("row", PAGE_MATRIX, ids=[f"{m} {t}" for m, t, *_ in PAGE_MATRIX])
+def test_page_matrix(populated: Registry, row: tuple, caller_index: int):
+    """Each signed-in caller gets the expected status on each page and form (as on the API)."""
+    method, _template, path, form, expected = row
+    caller = CALLERS[caller_index]
+    app = create_app(make_settings(populated), db=populated.db)
+    with TestClient(app) as client:
+        csrf = sign_in(client, populated.tokens[caller]) if caller else ""
+        data = None if form is None else {"csrf": csrf, **form}
+        if path == "/sign-in" and method == "POST":
+            data = form  # no sign-in CSRF token
+        r = client.request(method, path, data=data, follow_redirects=False)
+    assert r.status_code == expected[caller_index], r.text[:2000]
+    if r.status_code == 303 and caller is None:
+        assert r.headers["location"].startswith("/sign-in?next=")
+    if r.status_code >= 400 and not path.startswith("/static"):
+        assert r.headers["content-type"].startswith("text/html")
