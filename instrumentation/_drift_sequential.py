@@ -363,14 +363,19 @@ def _simulate_periods(
 
 
 def _mean_run_length(running_max: FloatArray, times: FloatArray, period: int, h: float) -> float:
-    """Mean over simulated references of the expected run length at threshold ``h``."""
+    """Expected run length at threshold ``h`` for the false-alarm rate averaged over references.
+
+    ``p`` is the share of simulated periods (of every simulated reference) that alarm, ``t``
+    the mean time into an alarmed period: the run length of a stream with that rate is
+    geometric in periods, ``period (1 - p) / p + t``.
+    """
     alarmed = running_max[..., -1] > h  # [offsets, periods]
+    if not alarmed.any():
+        return float(period) * alarmed.size  # beyond any target: the bisection moves down
     first = np.argmax(running_max > h, axis=-1)
-    n = alarmed.shape[1]
-    p = np.maximum(alarmed.mean(axis=1), 0.5 / n)
-    t_in = np.where(alarmed, times[first], 0.0).sum(axis=1) / np.maximum(alarmed.sum(axis=1), 1)
-    t_in = np.where(alarmed.any(axis=1), t_in, period / 2.0)
-    return float(np.mean(period * (1.0 - p) / p + t_in))
+    p = float(alarmed.mean())
+    t_in = float(times[first][alarmed].mean())
+    return period * (1.0 - p) / p + t_in
 
 
 def _solve_threshold(
