@@ -632,7 +632,8 @@ def run_grid(args: argparse.Namespace) -> None:
         refs, per_ref, pool_refs, pool_per_ref = 6, 10, 12, 3
     else:
         refs, per_ref = args.grid_refs, args.grid_windows
-        pool_refs, pool_per_ref = 2 * args.grid_refs, max(args.grid_windows // 5, 2)
+        pool_refs = args.grid_pool_refs or 2 * args.grid_refs
+        pool_per_ref = max(args.grid_windows // 5, 2)
     print(
         f"\n## False alarms by window and reference size (nominal 0.05; mean ± se over "
         f"references; {refs} references × {per_ref} windows per cell on Gaussian data, "
@@ -640,6 +641,8 @@ def run_grid(args: argparse.Namespace) -> None:
     )
     off = []
     for data_name, draw, finite in grid_sources(args.no_real, args.quick, args.seed):
+        if args.grid_data and not any(data_name.startswith(k) for k in args.grid_data.split(",")):
+            continue
         n_refs, n_win = (pool_refs, pool_per_ref) if finite else (refs, per_ref)
         table: dict[tuple[str, int], list[str]] = {}
         for n_ref in GRID_REFS:
@@ -683,6 +686,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-refs", type=int, default=40, help="references per grid cell")
     parser.add_argument(
         "--grid-windows", type=int, default=40, help="null windows per reference in a grid cell"
+    )
+    parser.add_argument(
+        "--grid-pool-refs", type=int, default=0, help="references per cell on the finite pools"
+    )
+    parser.add_argument(
+        "--grid-data", default="", help="only these grid data sets (gaussian, digits, texts)"
     )
     args = parser.parse_args(argv)
     try:

@@ -290,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alibi-targets", default="500", help="targets alibi runs at")
     parser.add_argument("--alibi-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--alibi-streams", type=int, default=20, help="alibi streams per case")
+    parser.add_argument(
+        "--alibi-json",
+        help="file for alibi's results: written after a run with --alibi-python, read without",
+    )
     args = parser.parse_args(argv)
     targets = [int(t) for t in args.targets.split(",")]
     n_null, n_shift = (50, 10) if args.quick else (100, 20)
@@ -322,8 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(proc.stderr[-4000:])
         if proc.returncode == 0:
             alibi = json.loads(proc.stdout.strip().splitlines()[-1])
+            if args.alibi_json:
+                Path(args.alibi_json).write_text(json.dumps(alibi))
         else:
             print(f"alibi-detect worker failed (exit {proc.returncode})", file=sys.stderr)
+    elif args.alibi_json:
+        alibi = json.loads(Path(args.alibi_json).read_text())
+        print(f"alibi-detect results read from {args.alibi_json}", file=sys.stderr)
     results = {t: ours(t, n_null, n_shift) for t in targets}
     for t in targets:
         print_tables(t, results[t], alibi.get(str(t), {}))
