@@ -1,10 +1,13 @@
 """Drift detectors: false-alarm rate, power and CPU cost against alibi-detect and Evidently.
 
 Run: ``.venv/bin/python benchmarks/drift_bench.py [--quick] [--no-real] [--no-external]``;
-prints markdown tables. ``--grid [--grid-refs N]`` prints only the false-alarm rate of every
-windowed detector by window (32, 64, 128, 500) and reference size (256, 384, 1,000, 5,000) on
-the Gaussian, digits and text data (issue 15); the sequential detector is measured by
-``benchmarks/drift_stream.py``.
+prints markdown tables. ``--grid [--grid-refs N] [--grid-windows K] [--grid-pool-refs M]
+[--grid-data gaussian,digits,texts]`` prints only the false-alarm rate of every windowed
+detector by window (32, 64, 128, 500) and reference size (256, 384, 1,000, 5,000) on the
+Gaussian, digits and text data (issue 15): per cell, N independently drawn references with K
+null windows each on Gaussian data, M (default 2 N) with K / 5 each on the finite pools, every
+detector calibrated on the same references and scoring the same windows. The sequential
+detector is measured by ``benchmarks/drift_stream.py``.
 
 The comparison detectors run only when installed, never as dependencies of mmgov
 (alibi-detect is under the Business Source License since 2024; Evidently needs ``pandas<3``).
