@@ -343,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {t: ours(t, n_null, n_shift) for t in targets}
     if args.alibi_json and not args.alibi_python:
         # Read after mmgov's own streams: a worker run of the same file may still be writing it.
-        alibi = json.loads(Path(args.alibi_json).read_text())
-        print(f"alibi-detect results read from {args.alibi_json}", file=sys.stderr)
+        try:
+            alibi = json.loads(Path(args.alibi_json).read_text())
+            print(f"alibi-detect results read from {args.alibi_json}", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            print(f"no alibi-detect results ({exc})", file=sys.stderr)
     for t in targets:
         print_tables(t, results[t], alibi.get(str(t), {}))
     print("\n### CPU per sample (single thread)\n")
