@@ -1,10 +1,13 @@
 """Drift detectors: false-alarm rate, power and CPU cost against alibi-detect and Evidently.
 
 Run: ``.venv/bin/python benchmarks/drift_bench.py [--quick] [--no-real] [--no-external]``;
-prints markdown tables. ``--grid [--grid-refs N]`` prints only the false-alarm rate of every
-windowed detector by window (32, 64, 128, 500) and reference size (256, 384, 1,000, 5,000) on
-the Gaussian, digits and text data (issue 15); the sequential detector is measured by
-``benchmarks/drift_stream.py``.
+prints markdown tables. ``--grid [--grid-refs N] [--grid-windows K] [--grid-pool-refs M]
+[--grid-data gaussian,digits,texts]`` prints only the false-alarm rate of every windowed
+detector by window (32, 64, 128, 500) and reference size (256, 384, 1,000, 5,000) on the
+Gaussian, digits and text data (issue 15): per cell, N independently drawn references with K
+null windows each on Gaussian data, M (default 2 N) with K / 5 each on the finite pools, every
+detector calibrated on the same references and scoring the same windows. The sequential
+detector is measured by ``benchmarks/drift_stream.py``.
 
 The comparison detectors run only when installed, never as dependencies of mmgov
 (alibi-detect is under the Business Source License since 2024; Evidently needs ``pandas<3``).
@@ -550,34 +553,37 @@ GRID_REFS = (256, 384, 1000, 5000)
 
 
 def grid_cell(
-    name: str,
+    names: list[str],
     draw: Callable[[np.random.Generator, int, int, int], Any],
     n_ref: int,
     window: int,
     refs: int,
     per_ref: int,
     seed: int,
-) -> tuple[float, float] | None:
-    """False-alarm rate of one windowed detector at one window and reference size.
+) -> dict[str, tuple[float, float]] | None:
+    """False-alarm rate of every windowed detector at one window and reference size.
 
     ``draw(rng, n_ref, window, per_ref)`` gives a reference and ``per_ref`` null windows (None
-    when the pool is too small). Each reference is drawn independently.
+    when the pool is too small). Each reference is drawn independently; every detector is
+    calibrated on the same references and scores the same windows.
 
     Returns:
-        ``(mean, standard error over references)``, or None when the cell cannot be drawn.
+        ``{detector: (mean, standard error over references)}``, or None when the cell cannot
+        be drawn.
     """
-    rates = []
+    rates: dict[str, list[float]] = {name: [] for name in names}
     for r in range(refs):
         rng = np.random.default_rng([seed, n_ref, window, r])
         drawn = draw(rng, n_ref, window, per_ref)
         if drawn is None:
             return None
         reference, windows = drawn
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the size warning is what the grid measures
-            detector = create_detector(name, reference, window=window, seed=r)
-        rates.append(float(np.mean([detector.score(w).score > 1.0 for w in windows])))
-    return fpr_and_se(rates)
+        for name in names:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the size warning is what the grid measures
+                detector = create_detector(name, reference, window=window, seed=r)
+            rates[name].append(float(np.mean([detector.score(w).score > 1.0 for w in windows])))
+    return {name: fpr_and_se(v) for name, v in rates.items()}
 
 
 def grid_sources(
@@ -592,9 +598,11 @@ def grid_sources(
     mixing_rng = np.random.default_rng(seed + d)
     mixing = mixing_rng.standard_normal((d, d)) * mixing_rng.uniform(0.1, 1.0, d) / np.sqrt(d)
 
+    mixing32 = mixing.astype(np.float32)  # windows are scored in float32 anyway
+
     def gaussian(r: np.random.Generator, n: int, m: int, k: int) -> Any:
         return r.standard_normal((n, d)) @ mixing.T, [
-            r.standard_normal((m, d)) @ mixing.T for _ in range(k)
+            r.standard_normal((m, d), dtype=np.float32) @ mixing32.T for _ in range(k)
         ]
 
     out: list[tuple[str, Callable[[np.random.Generator, int, int, int], Any], bool]] = [
@@ -623,31 +631,41 @@ def grid_sources(
 def run_grid(args: argparse.Namespace) -> None:
     """Print the window x reference-size false-alarm grid of every windowed detector."""
     names = [n for n in sorted(DETECTORS) if n != "sequential"]
-    refs, per_ref = (6, 10) if args.quick else (args.grid_refs, 10)
+    if args.quick:
+        refs, per_ref, pool_refs, pool_per_ref = 6, 10, 12, 3
+    else:
+        refs, per_ref = args.grid_refs, args.grid_windows
+        pool_refs = args.grid_pool_refs or 2 * args.grid_refs
+        pool_per_ref = max(args.grid_windows // 5, 2)
     print(
         f"\n## False alarms by window and reference size (nominal 0.05; mean ± se over "
         f"references; {refs} references × {per_ref} windows per cell on Gaussian data, "
-        f"{refs * 2} × {max(per_ref // 3, 2)} on the finite pools)\n"
+        f"{pool_refs} × {pool_per_ref} on the finite pools)\n"
     )
     off = []
     for data_name, draw, finite in grid_sources(args.no_real, args.quick, args.seed):
-        n_refs, n_win = (refs * 2, max(per_ref // 3, 2)) if finite else (refs, per_ref)
+        if args.grid_data and not any(data_name.startswith(k) for k in args.grid_data.split(",")):
+            continue
+        n_refs, n_win = (pool_refs, pool_per_ref) if finite else (refs, per_ref)
+        table: dict[tuple[str, int], list[str]] = {}
+        for n_ref in GRID_REFS:
+            for w in GRID_WINDOWS:
+                got = grid_cell(names, draw, n_ref, w, n_refs, n_win, args.seed)
+                for name in names:
+                    if got is None:
+                        table.setdefault((name, n_ref), []).append("– (pool too small)")
+                        continue
+                    mean, se = got[name]
+                    table.setdefault((name, n_ref), []).append(f"{mean:.3f} ± {se:.3f}")
+                    if abs(mean - 0.05) - 0.02 > 2 * se:
+                        off.append(f"{data_name} {name} n={n_ref} w={w}: {mean:.3f} ± {se:.3f}")
+                print(f"  {data_name} n={n_ref} w={w}: {got}", file=sys.stderr, flush=True)
         print(f"\n### {data_name}\n")
         print("| detector | reference | " + " | ".join(f"window {w}" for w in GRID_WINDOWS) + " |")
         print("|---|---|" + "---|" * len(GRID_WINDOWS))
         for name in names:
             for n_ref in GRID_REFS:
-                cells = []
-                for w in GRID_WINDOWS:
-                    got = grid_cell(name, draw, n_ref, w, n_refs, n_win, args.seed)
-                    if got is None:
-                        cells.append("– (pool too small)")
-                        continue
-                    mean, se = got
-                    cells.append(f"{mean:.3f} ± {se:.3f}")
-                    if abs(mean - 0.05) - 0.02 > 2 * se:
-                        off.append(f"{data_name} {name} n={n_ref} w={w}: {mean:.3f} ± {se:.3f}")
-                print(f"| {name} | {n_ref} | " + " | ".join(cells) + " |", flush=True)
+                print(f"| {name} | {n_ref} | " + " | ".join(table[name, n_ref]) + " |", flush=True)
     print(
         "\n- every cell within 0.05 ± 0.02 (up to two standard errors): "
         + ("yes" if not off else "no (" + "; ".join(off) + ")")
@@ -669,6 +687,15 @@ def main(argv: list[str] | None = None) -> int:
         "--grid", action="store_true", help="only the window x reference-size false-alarm grid"
     )
     parser.add_argument("--grid-refs", type=int, default=40, help="references per grid cell")
+    parser.add_argument(
+        "--grid-windows", type=int, default=40, help="null windows per reference in a grid cell"
+    )
+    parser.add_argument(
+        "--grid-pool-refs", type=int, default=0, help="references per cell on the finite pools"
+    )
+    parser.add_argument(
+        "--grid-data", default="", help="only these grid data sets (gaussian, digits, texts)"
+    )
     args = parser.parse_args(argv)
     try:
         import torch

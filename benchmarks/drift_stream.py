@@ -1,7 +1,12 @@
 """Streaming drift: run length under no drift, detection delay, CPU per sample (issue 15).
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/drift_stream.py [--quick]
-[--alibi-python .venv-compare/drift/bin/python]``; prints markdown tables.
+[--alibi-python .venv-compare/drift/bin/python] [--alibi-json FILE]``; prints markdown tables.
+alibi's runs are slow (at ERL 10,000 its calibration alone takes minutes), so they can be run
+apart, as ``.venv-compare/drift/bin/python benchmarks/drift_stream.py --alibi-worker
+--targets 10000 --alibi-streams 10 --alibi-refs 1 > FILE`` (one JSON line per run; merge the
+targets into one object), and read by ``--alibi-json FILE``; with ``--alibi-python`` the
+file is written instead.
 
 alibi-detect's online protocol: Gaussian data at d = 384 with a random non-isotropic covariance
 (as in ``drift_bench.py``), a reference of 1,000 samples, every stream drifted from its first
@@ -290,12 +295,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alibi-targets", default="500", help="targets alibi runs at")
     parser.add_argument("--alibi-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--alibi-streams", type=int, default=20, help="alibi streams per case")
+    parser.add_argument("--alibi-refs", type=int, default=2, help="references alibi's share")
+    parser.add_argument(
+        "--alibi-json",
+        help="file for alibi's results: written after a run with --alibi-python, read without",
+    )
     args = parser.parse_args(argv)
     targets = [int(t) for t in args.targets.split(",")]
     n_null, n_shift = (50, 10) if args.quick else (100, 20)
     if args.alibi_worker:
         out = {
-            str(t): alibi_worker(t, args.alibi_streams, max(args.alibi_streams // 2, 5), refs=2)
+            str(t): alibi_worker(
+                t, args.alibi_streams, max(args.alibi_streams // 2, 5), refs=args.alibi_refs
+            )
             for t in targets
         }
         print(json.dumps(out))
@@ -314,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                 alibi_targets,
                 "--alibi-streams",
                 str(args.alibi_streams),
+                "--alibi-refs",
+                str(args.alibi_refs),
             ],
             capture_output=True,
             text=True,
@@ -322,9 +336,18 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(proc.stderr[-4000:])
         if proc.returncode == 0:
             alibi = json.loads(proc.stdout.strip().splitlines()[-1])
+            if args.alibi_json:
+                Path(args.alibi_json).write_text(json.dumps(alibi))
         else:
             print(f"alibi-detect worker failed (exit {proc.returncode})", file=sys.stderr)
     results = {t: ours(t, n_null, n_shift) for t in targets}
+    if args.alibi_json and not args.alibi_python:
+        # Read after mmgov's own streams: a worker run of the same file may still be writing it.
+        try:
+            alibi = json.loads(Path(args.alibi_json).read_text())
+            print(f"alibi-detect results read from {args.alibi_json}", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            print(f"no alibi-detect results ({exc})", file=sys.stderr)
     for t in targets:
         print_tables(t, results[t], alibi.get(str(t), {}))
     print("\n### CPU per sample (single thread)\n")
