@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from instrumentation.drift import (
     DriftMonitor,
     ReferenceProfile,
+    ReferenceTooSmallWarning,
     SequentialDetector,
     build_monitors,
     create_detector,
@@ -56,10 +59,19 @@ class TestCalibration:
 
     def test_default_run_length_is_window_over_rate(self) -> None:
         """Without ``expected_run_length`` the target is ``window / false_alarm_rate``."""
-        reference = np.random.default_rng(0).standard_normal((400, D))
+        reference = np.random.default_rng(0).standard_normal((600, D))
         detector = create_detector("sequential", reference, window=100, false_alarm_rate=0.02)
         assert detector.expected_run_length == pytest.approx(5000.0)
         assert detector.window == detector.chunk  # a monitor hands it every chunk
+
+    def test_a_reference_too_small_for_a_long_target_warns(self) -> None:
+        """300 rows hold a target of 500 but not of 10,000: the monitor says so when built."""
+        reference = np.random.default_rng(0).standard_normal((300, D))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ReferenceTooSmallWarning)
+            SequentialDetector(reference, expected_run_length=500, n_boot=100)
+        with pytest.warns(ReferenceTooSmallWarning, match="at least 512 rows"):
+            SequentialDetector(reference, expected_run_length=10_000, n_boot=100)
 
     @pytest.mark.parametrize(
         ("kwargs", "message"),
