@@ -137,7 +137,7 @@ class TestMonitor:
     def test_monitor_feeds_every_chunk(self) -> None:
         """``build_monitors(detector="sequential")`` scores every chunk of rows it observes."""
         rng = np.random.default_rng(8)
-        profile = ReferenceProfile(embeddings={"enc": rng.standard_normal((400, D))}, pooling="cls")
+        profile = ReferenceProfile(embeddings={"enc": rng.standard_normal((600, D))}, pooling="cls")
         monitors = build_monitors(
             profile, detector="sequential", model_name="m", version=1, background=False
         )
