@@ -16,9 +16,10 @@ from torch import nn
 
 from instrumentation import (
     LATENCY_BUCKETS,
+    DriftSnapshot,
+    _hot,
     bind_request_context,
     clear_request_context,
-    hooks,
     instrument,
 )
 from instrumentation.metrics import LATENCY_BOUNDS_NS
@@ -179,7 +180,7 @@ class TestCounts:
         latencies = [b + d for b in LATENCY_BOUNDS_NS for d in (-1, 0, 1)] + [0, 7, 20 * 10**9]
         ticks = iter([t for ns in latencies for t in (0, ns)])
         # Only the hooks' clock is faked: each call of the one wrapped module reads it twice.
-        monkeypatch.setattr(hooks, "time", SimpleNamespace(perf_counter_ns=lambda: next(ticks)))
+        monkeypatch.setattr(_hot, "time", SimpleNamespace(perf_counter_ns=lambda: next(ticks)))
         model = nn.Sequential(nn.Identity())
         with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
                         modules=["0"], sample_every=5):
@@ -322,25 +323,74 @@ class TestFailures:
         assert logs == []
 
 
+class _Constant(nn.Module):
+    """Returns a fixed tensor (any dtype), whatever its input."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value
+
+
 class TestNonFinite:
-    def test_nan_attributed_to_the_producing_encoder(
+    def test_every_call_counted_not_one_in_sample_every(
         self, model: TinyMultimodal, registry: CollectorRegistry
     ) -> None:
-        """NaN made in text_encoder is named there, not in the fusion that consumes it."""
+        """NaN on each of 5 forwards, statistics sampled 1 in 100: 5 counted, 5 events."""
         model.text_encoder.poison = True
         with instrument(
-            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+            model, model_name="tiny", version=3, config_hash="c0ffee", prometheus_registry=registry
         ), capture_logs() as logs:
-            out = model(*inputs())
+            for _ in range(5):
+                out = model(*inputs())
             nonfinite = {
                 m: value(registry, "mmgov_module_nonfinite_outputs_total", m) for m in TOP
             }
         assert torch.isnan(out).all()
+        assert nonfinite == {"image_encoder": 0, "text_encoder": 5, "fusion_layer": 5}
+        reported = events(logs, "module_output_nonfinite")
+        assert len(reported) == 5
+        for event in reported:
+            assert (event["module"], event["model"], event["version"], event["config_hash"]) == (
+                "text_encoder", "tiny", "3", "c0ffee"
+            )
+            assert event["modules"] == ["text_encoder", "fusion_layer"]
+            assert event["nonfinite_calls"] == 2
+
+    def test_the_one_bad_forward_is_named_with_its_request(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Only forward 4 of 6 goes non-finite: one count, one event, that forward's request id."""
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, modules=["**"]
+        ), capture_logs() as logs:
+            for i in range(6):
+                model.image_encoder.poison = i == 3
+                bind_request_context(request_id=f"req-{i}")
+                model(*inputs())
+            clear_request_context()
+            counted = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder")
+            inner = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder.out")
         (event,) = events(logs, "module_output_nonfinite")
-        assert event["module"] == "text_encoder"
-        assert event["nonfinite_elements"] == 16
-        assert event["shape"] == [2, 8]
-        assert nonfinite == {"image_encoder": 0, "text_encoder": 1, "fusion_layer": 1}
+        assert (event["module"], event["request_id"]) == ("image_encoder", "req-3")
+        assert (counted, inner) == (1, 0)
+
+    def test_reported_at_detach_without_a_scrape(self, model: TinyMultimodal) -> None:
+        """Flags left on the device are read back when the handle detaches."""
+        model.fusion_layer.head.bias.data.fill_(float("inf"))
+        handle = instrument(model, model_name="tiny", version=3,
+                            prometheus_registry=CollectorRegistry())
+        with capture_logs() as logs:
+            model(*inputs())
+            model(*inputs())
+            before = events(logs, "module_output_nonfinite")
+            handle.detach()
+        assert before == []  # the second forward is not sampled: nothing was read yet
+        assert [e["module"] for e in events(logs, "module_output_nonfinite")] == [
+            "fusion_layer", "fusion_layer"
+        ]
 
     def test_one_event_per_root_call(
         self, model: TinyMultimodal, registry: CollectorRegistry
@@ -348,25 +398,52 @@ class TestNonFinite:
         """Each forward of the root reports its first non-finite module once."""
         model.image_encoder.poison = True
         with instrument(
-            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1,
-            modules=["**"],
+            model, model_name="tiny", version=3, prometheus_registry=registry, modules=["**"],
         ), capture_logs() as logs:
             model(*inputs())
             model(*inputs())
+            registry.collect()
+            assert value(registry, "mmgov_module_nonfinite_outputs_total", "fusion_layer") == 2
         assert [e["module"] for e in events(logs, "module_output_nonfinite")] == [
             "image_encoder", "image_encoder"
         ]
+
+    @pytest.mark.parametrize(
+        ("tensor", "bad"),
+        [
+            (torch.full((1000,), 100.0, dtype=torch.float16), 0),  # its float16 sum overflows
+            (torch.tensor([1.0, float("inf")], dtype=torch.bfloat16), 1),
+            (torch.tensor([float("-inf"), float("inf")]), 1),  # sums to NaN
+            (torch.tensor([1.0, float("nan")], dtype=torch.float64), 1),
+            (torch.tensor([complex(1, float("nan"))]), 1),
+            (torch.arange(5), 0),  # integers: always finite, not probed
+            (torch.zeros(0), 0),
+        ],
+    )
+    def test_probe_by_dtype(
+        self, registry: CollectorRegistry, tensor: torch.Tensor, bad: int
+    ) -> None:
+        """Half precision is summed in float32; ±Inf, NaN and complex NaN are all caught."""
+        model = nn.Sequential(_Constant(tensor))
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            model(torch.zeros(1))
+            model(torch.zeros(1))
+            got = value(registry, "mmgov_module_nonfinite_outputs_total", "0")
+            own = value(registry, "mmgov_instrumentation_errors_total", "0")
+        assert (got, own) == (2 * bad, 0)
 
     def test_finite_outputs_are_not_flagged(
         self, model: TinyMultimodal, registry: CollectorRegistry
     ) -> None:
         """Ordinary outputs leave the non-finite counters at zero."""
         with instrument(
-            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
-        ):
-            model(*inputs())
+            model, model_name="tiny", version=3, prometheus_registry=registry, modules=["**"]
+        ), capture_logs() as logs:
+            for _ in range(3):
+                model(*inputs())
             for module in TOP:
                 assert value(registry, "mmgov_module_nonfinite_outputs_total", module) == 0
+        assert events(logs, "module_output_nonfinite") == []
 
 
 class _Observer:
@@ -381,10 +458,10 @@ class _Observer:
             raise ZeroDivisionError("observer bug")
         self.seen.append(tuple(output.shape))
 
-    def snapshot(self) -> tuple[float | None, int, int]:
+    def snapshot(self) -> DriftSnapshot:
         if self.broken:
             raise RuntimeError("snapshot bug")
-        return 0.25, 3, 1
+        return DriftSnapshot(score=0.25, windows=3, alarms=1)
 
 
 class TestDriftAndOwnErrors:
