@@ -2,7 +2,8 @@
 
 Every module call runs the same body (`module_wrapper`): read the thread's state, time the
 original forward, add the latency into the thread's counter list, queue a non-finite probe of the
-output (one torch reduction that stays on the output's device), feed the drift monitor. A call
+output (one torch reduction that stays on the output's device; the tensor the previous call
+returned reuses its probe), feed the drift monitor. A call
 that is sampled, profiled or outside a root call also runs a cold prologue and epilogue
 (`ColdPaths.enter` / `leave`) around that same body; nothing else differs.
 
@@ -49,8 +50,8 @@ class ThreadState:
     """One thread's counters and its position inside a root call."""
 
     __slots__ = (
-        "called", "checks", "countdown", "counts", "mode", "reported_exc", "sampled", "stats",
-        "token",
+        "called", "checks", "countdown", "counts", "last", "last_check", "last_version", "mode",
+        "reported_exc", "sampled", "stats", "token",
     )
 
     def __init__(self, counters: HotCounters) -> None:
@@ -62,6 +63,12 @@ class ThreadState:
         self.reported_exc = 0  # id() of the exception already reported in this root call
         self.checks: list[torch.Tensor] = []  # one non-finite probe per module call
         self.called: list[int] = []  # the slot index of each probe, in the order calls ended
+        # The last output probed and its probe: a module handing on the tensor it was given (a
+        # dropout in eval, a block returning its last layer's output) reuses it, unless it was
+        # changed in place since (its version counter moved; inference tensors have none).
+        self.last: torch.Tensor | None = None
+        self.last_check: torch.Tensor | None = None
+        self.last_version = 0
         # Sampled statistics: (slot, [sum, norm] on the device, numel).
         self.stats: list[tuple[ModuleSlot, torch.Tensor, int]] = []
 
@@ -174,7 +181,15 @@ def module_wrapper(
         try:
             x = out if out.__class__ is tensor else first_tensor(out)
             if x is not None:
-                check = probe(x)
+                if x is state.last and (
+                    state.last_version < 0 or x._version == state.last_version
+                ):
+                    check = state.last_check
+                else:
+                    check = probe(x)
+                    state.last, state.last_check = x, check
+                    # Inference tensors have no version counter (-1: reuse on identity alone).
+                    state.last_version = -1 if x.is_inference() else x._version
                 if check is not None:
                     state.checks.append(check)
                     state.called.append(index)

@@ -77,16 +77,16 @@ __all__ = ["Instrumentation", "instrument"]
 
 _MARK = "_mmgov_wrapper"
 _ROOT_PATH = "<root>"
-# Root calls whose flags may wait for the next read-back; past it, a root call's end reads them
-# (one transfer) so memory stays bounded however large `sample_every` is.
-MAX_PENDING = 1024
+# Probes that may wait for the next read-back; past it, a root call's end reads them (one
+# transfer) so memory stays bounded however large `sample_every` is.
+MAX_PENDING = 16384
 
 
 class _Forward(NamedTuple):
     """What one root call left on the device for the next read-back."""
 
-    flags: torch.Tensor | None  # isfinite of each probe, in call order (None: no probe)
-    called: tuple[int, ...]  # slot index of each flag
+    probes: tuple[torch.Tensor, ...]  # 0-d, finite iff the output was, in the order calls ended
+    called: tuple[int, ...]  # slot index of each probe
     stats: tuple[tuple[ModuleSlot, torch.Tensor, int], ...]  # sampled (slot, [sum, norm], numel)
     context: contextvars.Context  # the request context the forward ran in
 
@@ -133,6 +133,7 @@ class Instrumentation:
         self._local = PerThread(self._counters)
         # deque.append / popleft are atomic: root calls of any thread queue, any thread reads.
         self._pending: deque[_Forward] = deque()
+        self._pending_probes = 0  # about: threads add without a lock; it only triggers a read
         self._resolving = threading.Lock()
         self._log = get_logger()
         self._slots = {path: ModuleSlot(path, index) for index, path in enumerate(self.modules)}
@@ -265,14 +266,17 @@ class Instrumentation:
         state.mode = OUTSIDE
         state.sampled = False
         state.reported_exc = 0  # drop the id so a later exception object may reuse it
+        state.last = state.last_check = None  # release the output
         checks, stats = state.checks, state.stats
         if not checks and not stats:
             return
         try:
+            # The probes go as they are: stacking them here would be two more ops per forward.
             self._pending.append(_Forward(
-                _flags(checks), tuple(state.called), tuple(stats), contextvars.copy_context(),
+                tuple(checks), tuple(state.called), tuple(stats), contextvars.copy_context(),
             ))
-            if len(self._pending) > MAX_PENDING:
+            self._pending_probes += len(checks)
+            if self._pending_probes > MAX_PENDING:
                 self._resolve_pending()
         except Exception as exc:
             self.own_error(self._root_slot, "end_root", exc)
@@ -374,6 +378,7 @@ class Instrumentation:
         try:
             with self._resolving:
                 forwards: list[_Forward] = []
+                self._pending_probes = 0
                 while self._pending:
                     forwards.append(self._pending.popleft())
                 if forwards:
@@ -423,44 +428,41 @@ class Instrumentation:
         return rows
 
 
-def _flags(checks: list[torch.Tensor]) -> torch.Tensor | None:
-    """isfinite of every probe as one 1-d tensor, on the probes' device (no host read)."""
-    if not checks:
-        return None
-    try:
-        return torch.isfinite(torch.stack(checks))
-    except RuntimeError:  # probes on several devices: bring them to the first (async copies)
-        device = checks[0].device
-        return torch.isfinite(torch.stack([c.to(device, non_blocking=True) for c in checks]))
-
-
 def _read_back(forwards: list[_Forward]) -> list[tuple[list[float], list[float]]]:
-    """Return each forward's (flags, flattened statistics), one host transfer per device."""
+    """Return each forward's (finite flags, flattened statistics), one transfer per device."""
     parts: dict[torch.device, list[torch.Tensor]] = {}
-    where: list[tuple[torch.device, int, int]] = []  # (device, start, length) per tensor
+    where: list[tuple[torch.device, int, int]] = []  # (device, start, length), in walk order
     sizes: dict[torch.device, int] = {}
 
-    def add(t: torch.Tensor) -> None:
-        dtype = torch.float32 if t.device.type == "mps" else torch.float64
-        flat = t.reshape(-1).to(dtype)
-        start = sizes.get(t.device, 0)
-        parts.setdefault(t.device, []).append(flat)
-        sizes[t.device] = start + flat.numel()
-        where.append((t.device, start, flat.numel()))
+    def add(device: torch.device, tensor: torch.Tensor) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        flat = tensor.reshape(-1).to(dtype)
+        start = sizes.get(device, 0)
+        parts.setdefault(device, []).append(flat)
+        sizes[device] = start + flat.numel()
+        where.append((device, start, flat.numel()))
 
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
     for forward in forwards:
-        if forward.flags is not None:
-            add(forward.flags)
+        for probe in forward.probes:
+            by_device.setdefault(probe.device, []).append(probe)
+    for device, probes in by_device.items():
+        add(device, torch.isfinite(torch.stack(probes)))
+    for forward in forwards:
         for _slot, packed, _numel in forward.stats:
-            add(packed)
+            add(packed.device, packed)
     host = {device: torch.cat(ts).tolist() for device, ts in parts.items()}
     spans = iter(where)
+    flags_at = {}
+    for device in by_device:
+        _, start, _n = next(spans)
+        flags_at[device] = start
     out = []
     for forward in forwards:
-        flags: list[float] = []
-        if forward.flags is not None:
-            device, start, n = next(spans)
-            flags = host[device][start : start + n]
+        flags = []
+        for probe in forward.probes:
+            flags.append(host[probe.device][flags_at[probe.device]])
+            flags_at[probe.device] += 1
         stats: list[float] = []
         for _ in forward.stats:
             device, start, n = next(spans)
@@ -522,10 +524,11 @@ def instrument(
 
     `modules=None` selects the top-level children; names or glob patterns (`"**"` = every
     submodule) select others. Metrics go to `prometheus_registry` (the default registry when
-    None and not in multiprocess mode). Output statistics are sampled on every `sample_every`-th
-    forward of each thread (its first included). `multiprocess=None` follows
-    `PROMETHEUS_MULTIPROC_DIR`. `drift` maps instrumented module paths to monitors whose
-    `observe(output)` is called on every call of that module.
+    None and not in multiprocess mode). Every call's output is checked for NaN/Inf (on its
+    device; read back at the next sampled forward, scrape, flush or detach); output statistics
+    are sampled on every `sample_every`-th forward of each thread (its first included).
+    `multiprocess=None` follows `PROMETHEUS_MULTIPROC_DIR`. `drift` maps instrumented module
+    paths to monitors whose `observe(output)` is called on every call of that module.
 
     Returns:
         The handle; `detach()` (or leaving its `with` block) removes everything.

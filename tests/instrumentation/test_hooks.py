@@ -605,3 +605,42 @@ class TestSelectionAndLifecycle:
                 model[k](x)
             for k in kinds:
                 assert value(registry, "mmgov_module_output_mean", k) == 2.0
+
+
+class _Handing(nn.Module):
+    """Returns its input itself; `inplace` first sets it to zero in place."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.zero_() if self.inplace else x
+
+
+class TestProbeReuse:
+    @pytest.mark.parametrize(("inplace", "expected"), [(False, 1), (True, 0)])
+    def test_a_handed_on_tensor_shares_its_probe_unless_changed_in_place(
+        self, registry: CollectorRegistry, inplace: bool, expected: int
+    ) -> None:
+        """The same NaN tensor handed on counts twice; zeroed in place, the second is finite."""
+        model = nn.Sequential(_Constant(torch.tensor([float("nan")])), _Handing(inplace))
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["0", "1"]):
+            model(torch.zeros(1))
+            first = value(registry, "mmgov_module_nonfinite_outputs_total", "0")
+            second = value(registry, "mmgov_module_nonfinite_outputs_total", "1")
+        assert (first, second) == (1, expected)
+
+    def test_inference_tensors_are_probed_without_errors(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Under inference_mode (no version counters) a NaN is still counted, nothing fails."""
+        model.image_encoder.poison = True
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["**"]), torch.inference_mode():
+            model(*inputs())
+            model(*inputs())
+            got = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder")
+            own = sum(value(registry, "mmgov_instrumentation_errors_total", m) for m in TOP)
+        assert (got, own) == (2, 0)
