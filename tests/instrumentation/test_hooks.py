@@ -22,6 +22,7 @@ from instrumentation import (
     clear_request_context,
     instrument,
 )
+from instrumentation._counters import HOT_STRIDE
 from instrumentation.metrics import LATENCY_BOUNDS_NS
 from tests.instrumentation._models import Encoder, TinyMultimodal, inputs
 
@@ -644,3 +645,35 @@ class TestProbeReuse:
             got = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder")
             own = sum(value(registry, "mmgov_instrumentation_errors_total", m) for m in TOP)
         assert (got, own) == (2, 0)
+
+
+class TestRootCallState:
+    def test_every_kind_of_root_call_leaves_the_thread_at_rest(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Sampled, plain, failing, profiled and outside calls all end with per-call state reset."""
+        handle = instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                            modules=["**"], sample_every=2)
+        state = handle._local.state
+
+        def at_rest() -> tuple[Any, ...]:
+            return (state.mode, state.sampled, state.reported_exc, state.checks, state.called,
+                    state.stats, state.last, state.last_check)
+
+        rest = (_hot.OUTSIDE, False, 0, [], [], [], None, None)
+        with handle:
+            model(*inputs())  # sampled
+            assert at_rest() == rest
+            model(*inputs())  # plain
+            assert at_rest() == rest
+            model.fusion_layer.fail = RuntimeError("boom")
+            with pytest.raises(RuntimeError):
+                model(*inputs())
+            assert at_rest() == rest
+            model.fusion_layer.fail = None
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+                model(*inputs())
+            assert at_rest() == rest
+            model.image_encoder(torch.randn(2, 8))  # outside a root call: it opens one
+            assert at_rest() == rest
+            assert len(state.counts) == len(handle.modules) * HOT_STRIDE  # counters only
