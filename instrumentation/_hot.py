@@ -35,6 +35,7 @@ __all__ = [
     "ColdPaths",
     "PerThread",
     "ThreadState",
+    "compile_safe",
     "finite_probe",
     "module_wrapper",
     "root_wrapper",
@@ -114,6 +115,16 @@ def finite_probe(x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def compile_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, run with Dynamo off: inside a compiled model our bookkeeping stays eager and whole.
+
+    The wrappers themselves are excluded without recursion (their module's own forward compiles),
+    so every Python function they call would otherwise be compiled as a frame of its own.
+    """
+    wrapped: Callable[..., Any] = torch.compiler.disable(fn)  # type: ignore[no-untyped-call]  # untyped in torch
+    return wrapped
+
+
 class ColdPaths(Protocol):
     """What the hot path hands over to, each method guarded so it never raises into the model."""
 
@@ -148,13 +159,18 @@ def module_wrapper(
 ) -> Callable[..., Any]:
     """Return the instance `forward` that instruments one module: the one timed-call body."""
     # Closure variables are cheaper to read than attributes or dicts.
-    perf, probe, tensor = time.perf_counter_ns, finite_probe, torch.Tensor
+    perf, tensor, f32, f64 = time.perf_counter_ns, torch.Tensor, torch.float32, torch.float64
+    # Python functions the body calls run with Dynamo off (`compile_safe`); C calls need nothing.
+    probe, primary = compile_safe(finite_probe), compile_safe(first_tensor)
     by_bits, bounds = BUCKET_BY_BIT_LENGTH, LATENCY_BOUNDS_NS_PADDED
     fastest = bounds[0]
     index = slot.index
     latency_sum = HotCounters.offset(index)
     first_bucket = latency_sum + 1
-    enter, leave, on_error, own_error = cold.enter, cold.leave, cold.on_error, cold.own_error
+    enter, leave = compile_safe(cold.enter), compile_safe(cold.leave)
+    on_error, own_error = compile_safe(cold.on_error), compile_safe(cold.own_error)
+    if observe is not None:
+        observe = compile_safe(observe)
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         state = local.state
@@ -179,14 +195,23 @@ def module_wrapper(
                 i += 1
             counts[first_bucket + i] += 1
         try:
-            x = out if out.__class__ is tensor else first_tensor(out)
+            kind = out.__class__
+            if kind is tensor:
+                x = out
+            elif kind is tuple and out and out[0].__class__ is tensor:  # first_tensor's rule
+                x = out[0]
+            else:
+                x = primary(out)
             if x is not None:
-                if x is state.last and (
-                    state.last_version < 0 or x._version == state.last_version
-                ):
+                last: Any = state.last
+                if x is last and (state.last_version < 0 or x._version == state.last_version):
                     check = state.last_check
                 else:
-                    check = probe(x)
+                    dtype = x.dtype
+                    if dtype is f32 or dtype is f64:  # finite_probe, inlined
+                        check = (x.detach() if x.requires_grad else x).sum()
+                    else:
+                        check = probe(x)
                     state.last, state.last_check = x, check
                     # Inference tensors have no version counter (-1: reuse on identity alone).
                     state.last_version = -1 if x.is_inference() else x._version
@@ -211,7 +236,7 @@ def root_wrapper(
     local: PerThread, original: Callable[..., Any], cold: ColdPaths
 ) -> Callable[..., Any]:
     """Return the instance `forward` of the root model: it delimits one root call per thread."""
-    begin, end, profiler = cold.begin_root, cold.end_root, PROFILER
+    begin, end, profiler = compile_safe(cold.begin_root), compile_safe(cold.end_root), PROFILER
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         state = local.state
