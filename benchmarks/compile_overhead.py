@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             frame = reason.user_stack[-1] if reason.user_stack else None
             where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
             print(f"  break {i}: {reason.reason.splitlines()[0][:140]}{where}")
+        # A call into a wrapper excluded from tracing splits the graph without a listed reason.
+        print(f"  graphs: bare {bare_report.graph_count}, instrumented {inst_report.graph_count} "
+              f"(ops per graph: {[len(ops) for ops in inst_report.ops_per_graph or []]})")
         torch._dynamo.reset()
         compiled_bare = torch.compile(bare, backend=args.backend)
         compiled_inst = torch.compile(instrumented, backend=args.backend)
