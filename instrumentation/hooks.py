@@ -30,8 +30,9 @@ How it works, and why:
 
 torch.compile: instrument *before* compiling (or instrument the eager model and compile the
 instrumented one). The wrappers are excluded from Dynamo tracing (``torch.compiler.disable``
-without recursion), so the model's code inside each instrumented module is compiled while the
-bookkeeping runs eagerly: one graph break per instrumented module call, and exact counts. Hooks
+without recursion) and the Python code they call runs with Dynamo off (``_hot.compile_safe``), so
+the model's code inside each instrumented module is compiled while the bookkeeping runs eagerly:
+at most one graph break per instrumented module call, and exact counts. Hooks
 added to an already-compiled module are not seen by the compiled code.
 
 Multiprocess mode (several serving workers with ``PROMETHEUS_MULTIPROC_DIR``): custom collectors
