@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 COMPARE ?= .venv-compare
 
-.PHONY: install demo test lint pytest compare-venv
+.PHONY: install demo test lint pytest compare-venv check-lowest
 
 # The demo needs only the ml extra; tests and lint add the dev tools on top. uv installs it
 # (about 10x faster than pip here), finding local wheels where pip is told to (PIP_FIND_LINKS), so
@@ -58,3 +58,8 @@ $(COMPARE)/%/.installed-stamp: benchmarks/compare/%.txt constraints.txt
 	touch $@
 
 compare-venv: $(COMPARE)/mlflow/.installed-stamp $(COMPARE)/drift/.installed-stamp
+
+# The lowest dependency versions pyproject.toml allows (constraints-lowest.txt), in a throwaway
+# venv, against a quick torch-free subset of the tests.
+check-lowest:
+	scripts/check-lowest

@@ -131,6 +131,11 @@ def measure(
             bare_wall.append(b[1])
             cpu_diffs.append(t[0] - b[0])
             wall_diffs.append(t[1] - b[1])
+        own = sum(registry.get_sample_value("mmgov_instrumentation_errors_total",
+                                            {"model": "bench", "version": "1", "module": m}) or 0
+                  for m in (*handle.modules, "<root>"))
+        if own:
+            raise RuntimeError(f"{own:.0f} instrumentation errors: the figures would not count")
     drift_samples = sum(m.snapshot().samples for m in monitors.values())
     for monitor in monitors.values():
         monitor.close()

@@ -5,117 +5,91 @@ How it works, and why:
 - Each instrumented module gets an *instance* ``forward`` wrapper (not ``register_forward_hook``):
   a module without hooks keeps PyTorch's fast call path, and a try/except around the original
   forward sees exceptions. The root model gets a thin marker wrapper that delimits one "root call"
-  per thread (sampling decision, "already reported" markers).
-- The hot path of a call that is not sampled reads one thread-local list and adds the latency
-  and its bucket count into it: that list has one writer, its own thread, so there is no lock and
-  counts stay exact across threads (`metrics.HotCounters`). Everything else (sampling, profiler
-  labels, opening a root call when a module runs outside one) sits behind one check of a per-thread
-  mode set once per root call. `metrics.SlotsCollector` converts the counts to Prometheus families
-  at scrape time.
-- What a root call does on entry and exit is kept to a few reads and writes of that same list:
-  its first entries hold the mode, a sampling countdown and a flag that some cold path (an error,
-  a sampled call) left per-call state to reset. These run once per forward, right after the
-  previous forward has streamed the model's weights through the CPU caches, so every distinct
-  object they touch costs a cache miss (a pybind call or four thread-local writes took 7 µs
-  there against 0.3 µs in a loop).
+  per thread (sampling decision, the order of non-finite outputs, "already reported" markers).
+  Both wrappers live in `instrumentation._hot`, with the one timed-call body every module call
+  runs; this module holds the cold paths it hands over to (`ColdPaths`) and the lifecycle.
+- The hot path adds the latency and its bucket count into the thread's own counter list (one
+  writer, no lock, exact across threads: `_counters.HotCounters`); `_collector.SlotsCollector`
+  converts the counts to Prometheus families at scrape time.
+- Every call's output is checked for NaN/Inf: one reduction queued on the output's device, never
+  read on the forward path. The root call's end stacks its probes into one flag tensor (still on
+  the device) and queues it with the order of the calls; the flags are read back, one transfer
+  per device, at the next sampled root call, at scrape, at flush and at detach. Then each
+  non-finite call is counted on its module, and each forward that produced one names its first
+  module (in the order calls ended, so the innermost producer) in one event, with the request
+  context the forward ran in.
+- Output statistics (mean, std, norm) are computed every ``sample_every`` root calls of each
+  thread (its first included), under ``no_grad`` on the detached output, and read back with the
+  flags: no hook forces a device sync per call.
 - Under ``torch.profiler`` every instrumented call is a ``mmgov:<module path>`` range. Whether a
-  profiler runs is checked when a root call starts, on the flag torch's own fast paths read
-  (``torch.autograd.profiler._is_profiler_enabled``; ``record_function`` costs microseconds, so it
+  profiler runs is checked when a root call starts (``record_function`` costs microseconds, so it
   is never entered otherwise): a profiler started in the middle of a root call sees the next one.
-- Output statistics (mean, std, norm) and the finite check are computed every ``sample_every`` root
-  calls of each thread (its first included), under ``no_grad`` on the detached output. On CPU they
-  are read at once; on an accelerator the reduced values stay on the device and are read back once
-  per sampling period (at the next sampled root call, at scrape, or at detach), so no hook forces a
-  device sync per call.
 - Failures: the innermost instrumented module reports an exception once (one structlog event and
-  ``mmgov_module_errors_total``), then the same exception object propagates unchanged. The first
-  module of a root call whose sampled output is non-finite is named in one event.
+  ``mmgov_module_errors_total``), then the same exception object propagates unchanged.
 - Our own failures are counted in ``mmgov_instrumentation_errors_total`` and logged, never raised.
 
 torch.compile: instrument *before* compiling (or instrument the eager model and compile the
-instrumented one). The wrappers are Python code that Dynamo does not trace into a graph (it breaks
-the graph around them), so counts stay exact; hooks added to an already-compiled module are not
-seen by the compiled code.
+instrumented one). The wrappers are excluded from Dynamo tracing (``torch.compiler.disable``
+without recursion) and the Python code they call runs with Dynamo off (``_hot.compile_safe``), so
+the model's code inside each instrumented module is compiled while the bookkeeping runs eagerly:
+at most one graph break per instrumented module call, and exact counts. Hooks
+added to an already-compiled module are not seen by the compiled code.
 
 Multiprocess mode (several serving workers with ``PROMETHEUS_MULTIPROC_DIR``): custom collectors
 are invisible to ``MultiProcessCollector``, so each process runs a timer thread that adds the growth
-of its slots into real prometheus_client metrics (``metrics.MultiprocessMetrics``) every
+of its slots into real prometheus_client metrics (``_flusher.MultiprocessMetrics``) every
 ``flush_interval_s`` seconds and once more on ``detach()``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
-import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from prometheus_client import REGISTRY, CollectorRegistry
 from torch import nn
 from torch.autograd import _profiler_enabled  # type: ignore[attr-defined]
-from torch.autograd import profiler as _autograd_profiler
 
+from instrumentation._collector import SlotsCollector
+from instrumentation._counters import DriftRow, HotCounters, ModuleSlot
+from instrumentation._flusher import SlotsFlusher
+from instrumentation._hot import (
+    FULL,
+    OUTSIDE,
+    PLAIN,
+    PROFILER,
+    PerThread,
+    ThreadState,
+    module_wrapper,
+    root_wrapper,
+)
 from instrumentation._select import describe_inputs, first_tensor, select_modules
 from instrumentation.logs import get_logger, request_context_fields
-from instrumentation.metrics import (
-    BUCKET_BY_BIT_LENGTH,
-    LATENCY_BOUNDS_NS_PADDED,
-    DriftObserver,
-    HotCounters,
-    ModuleSlot,
-    SlotsCollector,
-    SlotsFlusher,
-    bucket_index,
-)
+from instrumentation.metrics import DriftObserver
 
 __all__ = ["Instrumentation", "instrument"]
 
 _MARK = "_mmgov_wrapper"
 _ROOT_PATH = "<root>"
-
-# The control words at the front of each thread's HotCounters list.
-_MODE = 0  # what the thread's module wrappers do: one of the three below
-_COUNTDOWN = 1  # root calls left before the next sampled one (0: the next one is sampled)
-_DIRTY = 2  # 1 when a cold path changed per-root-call state that the root call's end resets
-# Modes (_PLAIN is the common case, so the hot path tests it with one comparison to a constant).
-_PLAIN = 0  # inside a root call that is neither sampled nor profiled: time and count only
-_FULL = 1  # inside a sampled or profiled root call: also statistics, profiler labels
-_OUTSIDE = 2  # no root call in progress: the first wrapper to run opens one
+# Probes that may wait for the next read-back; past it, a root call's end reads them (one
+# transfer) so memory stays bounded however large `sample_every` is.
+MAX_PENDING = 16384
 
 
-class _ProfilerFlag:
-    """Stand-in for `torch.autograd.profiler` on a torch without its `_is_profiler_enabled`."""
+class _Forward(NamedTuple):
+    """What one root call left on the device for the next read-back."""
 
-    @property
-    def _is_profiler_enabled(self) -> bool:
-        return bool(_profiler_enabled())
-
-
-# The module whose `_is_profiler_enabled` says whether a torch profiler runs: a module attribute
-# read, where `_profiler_enabled()` is a pybind call (cheap in a loop, microseconds on cold caches).
-_PROFILER: Any = (
-    _autograd_profiler if hasattr(_autograd_profiler, "_is_profiler_enabled") else _ProfilerFlag()
-)
-
-_Pending = tuple[ModuleSlot, torch.Tensor, int, list[int], str]
-
-
-class _ThreadState(threading.local):
-    """Per-thread position inside a root call; `__init__` runs once in each thread that uses it."""
-
-    def __init__(self, counters: HotCounters) -> None:
-        self.hot, self.token = counters.for_this_thread()
-        self.hot[_MODE] = _OUTSIDE  # and a countdown of 0: the thread's first root call is sampled
-        # Per-root-call state, changed only on cold paths (which set hot[_DIRTY]) and reset by
-        # the root call's end.
-        self.sampled = False
-        self.nonfinite_reported = False
-        self.reported_exc = 0  # id() of the exception already reported in this root call
-        self.pending: list[_Pending] | None = None
+    probes: tuple[torch.Tensor, ...]  # 0-d, finite iff the output was, in the order calls ended
+    called: tuple[int, ...]  # slot index of each probe
+    stats: tuple[tuple[ModuleSlot, torch.Tensor, int], ...]  # sampled (slot, [sum, norm], numel)
+    context: contextvars.Context  # the request context the forward ran in
 
 
 class _Attached:
@@ -157,10 +131,14 @@ class Instrumentation:
         self._drift = dict(drift)
         self._lock = threading.Lock()
         self._counters = HotCounters(len(self.modules))
-        self._tls = _ThreadState(self._counters)
-        self._deferred: list[list[_Pending]] = []
+        self._local = PerThread(self._counters)
+        # deque.append / popleft are atomic: root calls of any thread queue, any thread reads.
+        self._pending: deque[_Forward] = deque()
+        self._pending_probes = 0  # about: threads add without a lock; it only triggers a read
+        self._resolving = threading.Lock()
         self._log = get_logger()
         self._slots = {path: ModuleSlot(path, index) for index, path in enumerate(self.modules)}
+        self._by_index = tuple(self._slots.values())
         self._root_slot = ModuleSlot(_ROOT_PATH)
         all_slots = [*self._slots.values(), self._root_slot]
         self._attached: list[_Attached] = []
@@ -171,7 +149,7 @@ class Instrumentation:
         if registry is not None:
             self._collector = SlotsCollector(
                 model=model_name, version=version, slots=all_slots, counters=self._counters,
-                lock=self._lock, drift=self._drift_rows, before_collect=self._resolve_deferred,
+                lock=self._lock, drift=self._drift_rows, before_collect=self._resolve_pending,
             )
             registry.register(self._collector)
         self._flusher: SlotsFlusher | None = None
@@ -184,14 +162,18 @@ class Instrumentation:
             )
             self._flush_thread = threading.Thread(
                 target=_flush_periodically,
-                args=(self._flusher, self._stop_flushing, flush_interval_s, self._resolve_deferred),
+                args=(self._flusher, self._stop_flushing, flush_interval_s, self._resolve_pending),
                 name=f"mmgov-flush-{model_name}", daemon=True,
             )
             self._flush_thread.start()
 
         for path, module in selected:
-            self._attach(module, self._module_wrapper(self._slots[path], module.forward))
-        self._attach(model, self._root_wrapper(model.forward))
+            monitor = self._drift.get(path)
+            self._attach(module, module_wrapper(
+                self._local, self._slots[path], module.forward, self,
+                None if monitor is None else monitor.observe,
+            ))
+        self._attach(model, root_wrapper(self._local, model.forward, self))
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -220,7 +202,7 @@ class Instrumentation:
             else:
                 module.__dict__["forward"] = attached.previous
         self._attached.clear()
-        self._resolve_deferred()
+        self._resolve_pending()
         if self._flush_thread is not None and self._flusher is not None:
             self._stop_flushing.set()
             self._flush_thread.join()
@@ -230,8 +212,8 @@ class Instrumentation:
             self._collector = None
 
     def flush(self) -> None:
-        """Write accumulated counts into the multiprocess metric files now (no-op otherwise)."""
-        self._resolve_deferred()
+        """Read back what waits on devices; in multiprocess mode write the metric files now."""
+        self._resolve_pending()
         if self._flusher is not None:
             self._flusher.flush()
 
@@ -251,167 +233,93 @@ class Instrumentation:
         n = len(self.modules)
         return f"<Instrumentation {self.model_name} v{self.version} {n} modules {state}>"
 
-    # -- wrappers -------------------------------------------------------------------------------
-
     def _attach(self, module: nn.Module, wrapper: Callable[..., Any]) -> None:
-        previous = module.__dict__.get("forward", _NOTHING)
+        _copy_identity(wrapper, module.forward)
+        # Dynamo runs the bookkeeping eagerly and compiles the module's own forward as its frame.
+        wrapper = torch.compiler.disable(wrapper, recursive=False)  # type: ignore[no-untyped-call]  # torch leaves it untyped
         setattr(wrapper, _MARK, True)
+        previous = module.__dict__.get("forward", _NOTHING)
         module.__dict__["forward"] = wrapper
         self._attached.append(_Attached(module, previous, wrapper))
 
-    def _root_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        tls, begin, end, profiler = self._tls, self._begin_root, self._end_root, _PROFILER
+    # -- cold paths of the hot path (`_hot.ColdPaths`; each guarded: never raises into the model) -
 
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            hot = tls.hot
-            if hot[_MODE] != _OUTSIDE:  # re-entered from inside a root call
-                return original(*args, **kwargs)
-            left = hot[_COUNTDOWN]
-            if left and not profiler._is_profiler_enabled:
-                hot[_COUNTDOWN] = left - 1
-                hot[_MODE] = _PLAIN
-            else:
-                begin(hot)
-            try:
-                return original(*args, **kwargs)
-            finally:
-                hot[_MODE] = _OUTSIDE
-                if hot[_DIRTY]:
-                    end(hot)
-
-        _copy_identity(forward, original)
-        return forward
-
-    def _module_wrapper(self, slot: ModuleSlot, original: Callable[..., Any]) -> Callable[..., Any]:
-        # The hot path reads closure variables (cheaper than attributes or dicts), makes two
-        # perf_counter_ns calls and adds two ints into this thread's list.
-        tls, perf = self._tls, time.perf_counter_ns
-        by_bits, bounds = BUCKET_BY_BIT_LENGTH, LATENCY_BOUNDS_NS_PADDED
-        fastest = bounds[0]
-        latency_sum = HotCounters.offset(slot.index)
-        first_bucket = latency_sum + 1
-        on_error, own_error = self._on_error, self._own_error
-        monitor = self._drift.get(slot.path)
-        observe = None if monitor is None else monitor.observe
-        full = self._full_path(slot, original, monitor)
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            hot = tls.hot
-            if hot[_MODE] != _PLAIN:
-                return full(hot, args, kwargs)
-            start = perf()
-            try:
-                out = original(*args, **kwargs)
-            except BaseException as exc:
-                on_error(slot, exc, args, kwargs)
-                raise
-            elapsed = perf() - start
-            hot[latency_sum] += elapsed
-            if elapsed <= fastest:  # most calls of a full-depth profile
-                hot[first_bucket] += 1
-            else:  # metrics.bucket_index, inlined
-                i = by_bits[elapsed.bit_length()]
-                if elapsed > bounds[i]:
-                    i += 1
-                hot[first_bucket + i] += 1
-            if observe is not None:
-                try:
-                    observe(out)
-                except Exception as exc:
-                    own_error(slot, "drift_observe", exc)
-            return out
-
-        _copy_identity(forward, original)
-        return forward
-
-    def _full_path(
-        self, slot: ModuleSlot, original: Callable[..., Any], monitor: DriftObserver | None
-    ) -> Callable[[list[int], tuple[Any, ...], dict[str, Any]], Any]:
-        """The module call when sampled, profiled or outside a root call (which it then opens)."""
-        tls, perf = self._tls, time.perf_counter_ns
-        latency_sum = HotCounters.offset(slot.index)
-        first_bucket = latency_sum + 1
-        begin, end = self._begin_root, self._end_root
-        on_error, sample, observe = self._on_error, self._sample, self._observe
-        label = f"mmgov:{slot.path}"
-
-        def call(hot: list[int], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            outer = hot[_MODE] == _OUTSIDE
-            if outer:
-                begin(hot)
-            try:
-                try:
-                    if _profiler_enabled():
-                        with torch.profiler.record_function(label):
-                            start = perf()
-                            out = original(*args, **kwargs)
-                            elapsed = perf() - start
-                    else:
-                        start = perf()
-                        out = original(*args, **kwargs)
-                        elapsed = perf() - start
-                except BaseException as exc:
-                    on_error(slot, exc, args, kwargs)
-                    raise
-                hot[latency_sum] += elapsed
-                hot[first_bucket + bucket_index(elapsed)] += 1
-                if tls.sampled:
-                    sample(slot, out)
-                if monitor is not None:
-                    observe(slot, monitor, out)
-                return out
-            finally:
-                if outer:
-                    end(hot)
-
-        return call
-
-    # -- root-call bookkeeping ------------------------------------------------------------------
-
-    def _begin_root(self, hot: list[int]) -> None:
+    def begin_root(self, state: ThreadState) -> None:
         """Open a root call the root wrapper's inline path does not handle: sampled, or profiled.
 
         Also opens the root call of a module that runs outside its model's forward.
         """
-        # The profiler is checked once per root call: record_function costs microseconds per call.
-        hot[_MODE] = _PLAIN
+        state.mode = PLAIN
         try:
-            left = hot[_COUNTDOWN]
+            left = state.countdown
             sampled = left == 0
-            hot[_COUNTDOWN] = self._sample_every - 1 if sampled else left - 1
-            if sampled or _PROFILER._is_profiler_enabled:
-                self._tls.sampled = sampled
-                hot[_MODE] = _FULL
-                hot[_DIRTY] = 1
-            if sampled and self._deferred:
-                self._resolve_deferred()
+            state.countdown = self._sample_every - 1 if sampled else left - 1
+            if sampled or PROFILER._is_profiler_enabled:
+                state.sampled = sampled
+                state.mode = FULL
+            if sampled and self._pending:
+                self._resolve_pending()  # the one read-back of a sampling period
         except Exception as exc:
-            self._own_error(self._root_slot, "begin_root", exc)
+            self.own_error(self._root_slot, "begin_root", exc)
 
-    def _end_root(self, hot: list[int]) -> None:
-        """Close a root call: reset what cold paths changed during it, hand on device stats."""
-        hot[_MODE] = _OUTSIDE
-        hot[_DIRTY] = 0
-        tls = self._tls
+    def end_root(self, state: ThreadState) -> None:
+        """Close a root call: queue its flags and statistics, reset every per-root-call field."""
+        state.mode = OUTSIDE
+        state.sampled = False
+        state.reported_exc = 0  # drop the id so a later exception object may reuse it
+        state.last = state.last_check = None  # release the output
+        checks, stats = state.checks, state.stats
+        if not checks and not stats:
+            return
         try:
-            tls.reported_exc = 0  # drop the id so a later exception object may reuse it
-            tls.sampled = False
-            tls.nonfinite_reported = False
-            pending, tls.pending = tls.pending, None
-            if pending:
-                with self._lock:
-                    self._deferred.append(pending)
+            # The probes go as they are: stacking them here would be two more ops per forward.
+            self._pending.append(_Forward(
+                tuple(checks), tuple(state.called), tuple(stats), contextvars.copy_context(),
+            ))
+            self._pending_probes += len(checks)
+            if self._pending_probes > MAX_PENDING:
+                self._resolve_pending()
         except Exception as exc:
-            self._own_error(self._root_slot, "end_root", exc)
+            self.own_error(self._root_slot, "end_root", exc)
+        finally:
+            checks.clear()
+            state.called.clear()
+            stats.clear()
 
-    # -- cold paths (each guarded: never raises into the model) ---------------------------------
+    def enter(self, state: ThreadState, slot: ModuleSlot) -> Any:
+        """Prologue of a sampled, profiled or outside call; returns (opened root, profiler span)."""
+        opened = state.mode == OUTSIDE
+        if opened:
+            self.begin_root(state)
+        span = None
+        try:
+            if _profiler_enabled():
+                span = torch.profiler.record_function(f"mmgov:{slot.path}")
+                span.__enter__()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+        except Exception as exc:
+            self.own_error(slot, "profiler_enter", exc)
+        return opened, span
 
-    def _on_error(
-        self, slot: ModuleSlot, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]
+    def leave(self, state: ThreadState, slot: ModuleSlot, scope: Any, out: Any) -> None:
+        """Epilogue of `enter`: close the profiler range, sample statistics, close a root opened."""
+        opened, span = scope
+        try:
+            if span is not None:
+                span.__exit__(None, None, None)
+            if out is not None and state.sampled:
+                self._sample(state, slot, out)
+        except Exception as exc:
+            self.own_error(slot, "leave", exc)
+        if opened:
+            self.end_root(state)
+
+    def on_error(
+        self, state: ThreadState, slot: ModuleSlot, exc: BaseException,
+        args: tuple[Any, ...], kwargs: dict[str, Any],
     ) -> None:
+        """Count a module's exception; the innermost module reports it once per root call."""
         try:
-            tls = self._tls
-            first = tls.reported_exc != id(exc)
+            first = state.reported_exc != id(exc)
             error_type = type(exc).__name__
             with self._lock:
                 slot.failed_calls += 1
@@ -419,8 +327,7 @@ class Instrumentation:
                     slot.errors[error_type] = slot.errors.get(error_type, 0) + 1
             if not first:
                 return
-            tls.reported_exc = id(exc)
-            tls.hot[_DIRTY] = 1
+            state.reported_exc = id(exc)
             self._log.error(
                 "module_forward_failed",
                 **request_context_fields(),
@@ -433,112 +340,10 @@ class Instrumentation:
                 inputs=describe_inputs(args, kwargs),
             )
         except Exception as own:
-            self._own_error(slot, "on_error", own)
+            self.own_error(slot, "on_error", own)
 
-    def _sample(self, slot: ModuleSlot, out: Any) -> None:
-        try:
-            x = first_tensor(out)
-            if x is None or x.numel() == 0 or x.is_complex():
-                return
-            with torch.no_grad():
-                xf = x.detach()
-                if xf.dtype not in (torch.float32, torch.float64):
-                    xf = xf.float()
-                total = xf.sum()
-                norm = torch.linalg.vector_norm(xf)
-                shape, dtype = list(x.shape), str(x.dtype).removeprefix("torch.")
-                if xf.device.type != "cpu":
-                    # Stays on the device; read back once per sampling period.
-                    bad = (~torch.isfinite(xf)).sum().to(total.dtype)
-                    packed = torch.stack([total, norm, bad])
-                    tls = self._tls
-                    if tls.pending is None:
-                        tls.pending = []
-                    tls.pending.append((slot, packed, xf.numel(), shape, dtype))
-                    return
-                s, n = torch.stack([total, norm]).tolist()
-                bad_count = 0
-                if s != s or s in (float("inf"), float("-inf")):
-                    bad_count = int((~torch.isfinite(xf)).sum())
-            first_bad = self._record_stats(slot, s, n, xf.numel(), bad_count,
-                                           not self._tls.nonfinite_reported)
-            if first_bad:
-                self._tls.nonfinite_reported = True
-                self._report_nonfinite(slot, bad_count, xf.numel(), shape, dtype)
-        except Exception as exc:
-            self._own_error(slot, "sample", exc)
-
-    def _record_stats(
-        self, slot: ModuleSlot, total: float, norm: float, numel: int, bad: int, may_report: bool
-    ) -> bool:
-        mean = total / numel
-        std = max(norm * norm / numel - mean * mean, 0.0) ** 0.5 if bad == 0 else float("nan")
-        with self._lock:
-            slot.stats = (mean, std, norm)
-            if bad:
-                slot.nonfinite += 1
-        return bool(bad) and may_report
-
-    def _report_nonfinite(
-        self, slot: ModuleSlot, bad: int, numel: int, shape: list[int], dtype: str
-    ) -> None:
-        self._log.error(
-            "module_output_nonfinite",
-            **request_context_fields(),
-            model=self.model_name,
-            version=self.version,
-            config_hash=self.config_hash,
-            module=slot.path,
-            nonfinite_elements=bad,
-            numel=numel,
-            shape=shape,
-            dtype=dtype,
-        )
-
-    def _resolve_deferred(self) -> None:
-        """Read back statistics left on an accelerator: one transfer per device per period."""
-        try:
-            with self._lock:
-                batches, self._deferred = self._deferred, []
-            if not batches:
-                return
-            by_device: dict[torch.device, list[torch.Tensor]] = {}
-            for batch in batches:
-                for _, packed, *_rest in batch:
-                    by_device.setdefault(packed.device, []).append(packed)
-            host = {dev: torch.stack(ts).tolist() for dev, ts in by_device.items()}
-            cursor = dict.fromkeys(host, 0)
-            for batch in batches:
-                reported = False
-                for slot, packed, numel, shape, dtype in batch:
-                    dev = packed.device
-                    total, norm, bad_f = host[dev][cursor[dev]]
-                    cursor[dev] += 1
-                    bad = int(bad_f)
-                    if self._record_stats(slot, total, norm, numel, bad, not reported):
-                        reported = True
-                        self._report_nonfinite(slot, bad, numel, shape, dtype)
-        except Exception as exc:
-            self._own_error(self._root_slot, "resolve_deferred", exc)
-
-    def _observe(self, slot: ModuleSlot, monitor: DriftObserver, out: Any) -> None:
-        try:
-            monitor.observe(out)
-        except Exception as exc:
-            self._own_error(slot, "drift_observe", exc)
-
-    def _drift_rows(self) -> Iterable[tuple[str, float | None, int, int]]:
-        rows = []
-        for path, monitor in self._drift.items():
-            try:
-                score, windows, alarms = _unpack_snapshot(monitor.snapshot())
-            except Exception as exc:
-                self._own_error(self._slots[path], "drift_snapshot", exc)
-                continue
-            rows.append((path, score, windows, alarms))
-        return rows
-
-    def _own_error(self, slot: ModuleSlot, stage: str, exc: Exception) -> None:
+    def own_error(self, slot: ModuleSlot, stage: str, exc: Exception) -> None:
+        """Count and log a failure of the instrumentation itself; never raises."""
         try:
             with self._lock:
                 slot.instrumentation_errors += 1
@@ -555,13 +360,124 @@ class Instrumentation:
         except Exception:  # noqa: S110 - a broken logger must not break inference either
             pass
 
+    # -- statistics and the read-back -----------------------------------------------------------
 
-def _unpack_snapshot(snap: Any) -> tuple[float | None, int, int]:
-    if all(hasattr(snap, a) for a in ("score", "windows", "alarms")):
-        score, windows, alarms = snap.score, snap.windows, snap.alarms
-    else:
-        score, windows, alarms = snap
-    return (None if score is None else float(score)), int(windows), int(alarms)
+    def _sample(self, state: ThreadState, slot: ModuleSlot, out: Any) -> None:
+        x = first_tensor(out)
+        if x is None or x.numel() == 0 or x.is_complex():
+            return
+        with torch.no_grad():
+            xf = x.detach()
+            if xf.dtype not in (torch.float32, torch.float64):
+                xf = xf.float()
+            # Stays on the device; read back with the non-finite flags.
+            packed = torch.stack([xf.sum(), torch.linalg.vector_norm(xf)])
+        state.stats.append((slot, packed, xf.numel()))
+
+    def _resolve_pending(self) -> None:
+        """Read back flags and statistics left on devices: one transfer per device."""
+        try:
+            with self._resolving:
+                forwards: list[_Forward] = []
+                self._pending_probes = 0
+                while self._pending:
+                    forwards.append(self._pending.popleft())
+                if forwards:
+                    self._count(forwards, _read_back(forwards))
+        except Exception as exc:
+            self.own_error(self._root_slot, "resolve_pending", exc)
+
+    def _count(
+        self, forwards: list[_Forward], values: list[tuple[list[float], list[float]]]
+    ) -> None:
+        reports = []
+        with self._lock:
+            for forward, (flags, stats) in zip(forwards, values, strict=True):
+                bad = [self._by_index[i] for i, ok in zip(forward.called, flags, strict=True)
+                       if not ok]
+                for slot in bad:
+                    slot.nonfinite += 1
+                for (slot, _packed, numel), (total, norm) in zip(
+                    forward.stats, _pairs(stats), strict=True
+                ):
+                    mean = total / numel
+                    std = max(norm * norm / numel - mean * mean, 0.0) ** 0.5
+                    slot.stats = (mean, std if _finite(total, norm) else float("nan"), norm)
+                if bad:
+                    reports.append((forward, bad))
+        for forward, bad in reports:
+            self._log.error(
+                "module_output_nonfinite",
+                **forward.context.run(request_context_fields),
+                model=self.model_name,
+                version=self.version,
+                config_hash=self.config_hash,
+                module=bad[0].path,
+                nonfinite_calls=len(bad),
+                modules=list(dict.fromkeys(slot.path for slot in bad)),
+            )
+
+    def _drift_rows(self) -> Iterable[DriftRow]:
+        rows = []
+        for path, monitor in self._drift.items():
+            try:
+                snap = monitor.snapshot()
+                score = None if snap.score is None else float(snap.score)
+                rows.append(DriftRow(path, score, int(snap.windows), int(snap.alarms)))
+            except Exception as exc:
+                self.own_error(self._slots[path], "drift_snapshot", exc)
+        return rows
+
+
+def _read_back(forwards: list[_Forward]) -> list[tuple[list[float], list[float]]]:
+    """Return each forward's (finite flags, flattened statistics), one transfer per device."""
+    parts: dict[torch.device, list[torch.Tensor]] = {}
+    where: list[tuple[torch.device, int, int]] = []  # (device, start, length), in walk order
+    sizes: dict[torch.device, int] = {}
+
+    def add(device: torch.device, tensor: torch.Tensor) -> None:
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        flat = tensor.reshape(-1).to(dtype)
+        start = sizes.get(device, 0)
+        parts.setdefault(device, []).append(flat)
+        sizes[device] = start + flat.numel()
+        where.append((device, start, flat.numel()))
+
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for forward in forwards:
+        for probe in forward.probes:
+            by_device.setdefault(probe.device, []).append(probe)
+    for device, probes in by_device.items():
+        add(device, torch.isfinite(torch.stack(probes)))
+    for forward in forwards:
+        for _slot, packed, _numel in forward.stats:
+            add(packed.device, packed)
+    host = {device: torch.cat(ts).tolist() for device, ts in parts.items()}
+    spans = iter(where)
+    flags_at = {}
+    for device in by_device:
+        _, start, _n = next(spans)
+        flags_at[device] = start
+    out = []
+    for forward in forwards:
+        flags = []
+        for probe in forward.probes:
+            flags.append(host[probe.device][flags_at[probe.device]])
+            flags_at[probe.device] += 1
+        stats: list[float] = []
+        for _ in forward.stats:
+            device, start, n = next(spans)
+            stats.extend(host[device][start : start + n])
+        out.append((flags, stats))
+    return out
+
+
+def _finite(*values: float) -> bool:
+    return all(v - v == 0.0 for v in values)
+
+
+def _pairs(values: list[float]) -> list[tuple[float, float]]:
+    return list(zip(values[::2], values[1::2], strict=True))
 
 
 def _copy_identity(wrapper: Callable[..., Any], original: Callable[..., Any]) -> None:
@@ -609,10 +525,11 @@ def instrument(
 
     `modules=None` selects the top-level children; names or glob patterns (`"**"` = every
     submodule) select others. Metrics go to `prometheus_registry` (the default registry when
-    None and not in multiprocess mode). Output statistics are sampled on every `sample_every`-th
-    forward of each thread (its first included). `multiprocess=None` follows
-    `PROMETHEUS_MULTIPROC_DIR`. `drift` maps instrumented module paths to monitors whose
-    `observe(output)` is called on every call of that module.
+    None and not in multiprocess mode). Every call's output is checked for NaN/Inf (on its
+    device; read back at the next sampled forward, scrape, flush or detach); output statistics
+    are sampled on every `sample_every`-th forward of each thread (its first included).
+    `multiprocess=None` follows `PROMETHEUS_MULTIPROC_DIR`. `drift` maps instrumented module
+    paths to monitors whose `observe(output)` is called on every call of that module.
 
     Returns:
         The handle; `detach()` (or leaving its `with` block) removes everything.

@@ -12,7 +12,10 @@ from tests.instrumentation._models import TinyMultimodal, inputs
 
 
 def main() -> None:
-    """Run `argv[1]` forwards of the tiny model, failing `argv[2]` of them in fusion_layer."""
+    """Run `argv[1]` forwards of the tiny model, then `argv[2]` failing in fusion_layer.
+
+    In the failing ones image_encoder's output is NaN as well (counted: it returned).
+    """
     n_ok, n_fail = int(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(1)
     model = TinyMultimodal().eval()
@@ -20,6 +23,7 @@ def main() -> None:
         for _ in range(n_ok):
             model(*inputs())
         model.fusion_layer.fail = RuntimeError("worker failure")
+        model.image_encoder.poison = True
         for _ in range(n_fail):
             with contextlib.suppress(RuntimeError):
                 model(*inputs())

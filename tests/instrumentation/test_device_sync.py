@@ -48,7 +48,8 @@ def _own_errors(registry: CollectorRegistry) -> float:
 
 
 def test_meta_device_calls_never_read_the_host_between_sampling_periods() -> None:
-    """Full depth, sampled stats and drift on: one host read per sampling period, none otherwise.
+    """Full depth, sampled stats, drift and the non-finite probe of every call: one host read
+    per sampling period (probes and statistics together), none otherwise.
 
     Drift windows close on the calling thread every two forwards; their rows reach the host on
     the monitors' worker threads (where the read of meta tensors fails and is counted).
@@ -85,7 +86,7 @@ def test_meta_device_calls_never_read_the_host_between_sampling_periods() -> Non
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
 def test_cuda_forward_syncs_at_most_once_per_sampling_period() -> None:
-    """torch's sync detector: no synchronisation on non-sampled calls, drift windows included."""
+    """torch's sync detector: no sync on non-sampled calls (every call probed for NaN/Inf)."""
     model = TinyMultimodal().cuda()
     image, text = torch.randn(2, 8, device="cuda"), torch.randn(2, 8, device="cuda")
     periods = 4

@@ -78,5 +78,14 @@ class TestMultiprocess:
             "mmgov_module_errors_total", {**labels, "error_type": "RuntimeError"}
         )
         assert errors == 3
+        image_labels = {**labels, "module": "image_encoder"}
+        assert merged.get_sample_value("mmgov_module_nonfinite_outputs_total", image_labels) == 3
+        # A counter never incremented has no series in the multiprocess files.
+        assert merged.get_sample_value("mmgov_module_nonfinite_outputs_total", labels) is None
+        buckets = merged.get_sample_value(
+            "mmgov_module_latency_seconds_bucket", {**labels, "le": "+Inf"}
+        )
+        assert buckets == 12
+        assert 0 < merged.get_sample_value("mmgov_module_latency_seconds_sum", labels) < 12 * 10
         text_labels = {**labels, "module": "text_encoder"}
         assert merged.get_sample_value("mmgov_module_calls_total", text_labels) == 15

@@ -16,11 +16,13 @@ from torch import nn
 
 from instrumentation import (
     LATENCY_BUCKETS,
+    DriftSnapshot,
+    _hot,
     bind_request_context,
     clear_request_context,
-    hooks,
     instrument,
 )
+from instrumentation._counters import HOT_STRIDE
 from instrumentation.metrics import LATENCY_BOUNDS_NS
 from tests.instrumentation._models import Encoder, TinyMultimodal, inputs
 
@@ -179,7 +181,7 @@ class TestCounts:
         latencies = [b + d for b in LATENCY_BOUNDS_NS for d in (-1, 0, 1)] + [0, 7, 20 * 10**9]
         ticks = iter([t for ns in latencies for t in (0, ns)])
         # Only the hooks' clock is faked: each call of the one wrapped module reads it twice.
-        monkeypatch.setattr(hooks, "time", SimpleNamespace(perf_counter_ns=lambda: next(ticks)))
+        monkeypatch.setattr(_hot, "time", SimpleNamespace(perf_counter_ns=lambda: next(ticks)))
         model = nn.Sequential(nn.Identity())
         with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
                         modules=["0"], sample_every=5):
@@ -322,25 +324,74 @@ class TestFailures:
         assert logs == []
 
 
+class _Constant(nn.Module):
+    """Returns a fixed tensor (any dtype), whatever its input."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value
+
+
 class TestNonFinite:
-    def test_nan_attributed_to_the_producing_encoder(
+    def test_every_call_counted_not_one_in_sample_every(
         self, model: TinyMultimodal, registry: CollectorRegistry
     ) -> None:
-        """NaN made in text_encoder is named there, not in the fusion that consumes it."""
+        """NaN on each of 5 forwards, statistics sampled 1 in 100: 5 counted, 5 events."""
         model.text_encoder.poison = True
         with instrument(
-            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
+            model, model_name="tiny", version=3, config_hash="c0ffee", prometheus_registry=registry
         ), capture_logs() as logs:
-            out = model(*inputs())
+            for _ in range(5):
+                out = model(*inputs())
             nonfinite = {
                 m: value(registry, "mmgov_module_nonfinite_outputs_total", m) for m in TOP
             }
         assert torch.isnan(out).all()
+        assert nonfinite == {"image_encoder": 0, "text_encoder": 5, "fusion_layer": 5}
+        reported = events(logs, "module_output_nonfinite")
+        assert len(reported) == 5
+        for event in reported:
+            assert (event["module"], event["model"], event["version"], event["config_hash"]) == (
+                "text_encoder", "tiny", "3", "c0ffee"
+            )
+            assert event["modules"] == ["text_encoder", "fusion_layer"]
+            assert event["nonfinite_calls"] == 2
+
+    def test_the_one_bad_forward_is_named_with_its_request(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Only forward 4 of 6 goes non-finite: one count, one event, that forward's request id."""
+        with instrument(
+            model, model_name="tiny", version=3, prometheus_registry=registry, modules=["**"]
+        ), capture_logs() as logs:
+            for i in range(6):
+                model.image_encoder.poison = i == 3
+                bind_request_context(request_id=f"req-{i}")
+                model(*inputs())
+            clear_request_context()
+            counted = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder")
+            inner = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder.out")
         (event,) = events(logs, "module_output_nonfinite")
-        assert event["module"] == "text_encoder"
-        assert event["nonfinite_elements"] == 16
-        assert event["shape"] == [2, 8]
-        assert nonfinite == {"image_encoder": 0, "text_encoder": 1, "fusion_layer": 1}
+        assert (event["module"], event["request_id"]) == ("image_encoder", "req-3")
+        assert (counted, inner) == (1, 0)
+
+    def test_reported_at_detach_without_a_scrape(self, model: TinyMultimodal) -> None:
+        """Flags left on the device are read back when the handle detaches."""
+        model.fusion_layer.head.bias.data.fill_(float("inf"))
+        handle = instrument(model, model_name="tiny", version=3,
+                            prometheus_registry=CollectorRegistry())
+        with capture_logs() as logs:
+            model(*inputs())
+            model(*inputs())
+            before = events(logs, "module_output_nonfinite")
+            handle.detach()
+        assert before == []  # the second forward is not sampled: nothing was read yet
+        assert [e["module"] for e in events(logs, "module_output_nonfinite")] == [
+            "fusion_layer", "fusion_layer"
+        ]
 
     def test_one_event_per_root_call(
         self, model: TinyMultimodal, registry: CollectorRegistry
@@ -348,25 +399,52 @@ class TestNonFinite:
         """Each forward of the root reports its first non-finite module once."""
         model.image_encoder.poison = True
         with instrument(
-            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1,
-            modules=["**"],
+            model, model_name="tiny", version=3, prometheus_registry=registry, modules=["**"],
         ), capture_logs() as logs:
             model(*inputs())
             model(*inputs())
+            registry.collect()
+            assert value(registry, "mmgov_module_nonfinite_outputs_total", "fusion_layer") == 2
         assert [e["module"] for e in events(logs, "module_output_nonfinite")] == [
             "image_encoder", "image_encoder"
         ]
+
+    @pytest.mark.parametrize(
+        ("tensor", "bad"),
+        [
+            (torch.full((1000,), 100.0, dtype=torch.float16), 0),  # its float16 sum overflows
+            (torch.tensor([1.0, float("inf")], dtype=torch.bfloat16), 1),
+            (torch.tensor([float("-inf"), float("inf")]), 1),  # sums to NaN
+            (torch.tensor([1.0, float("nan")], dtype=torch.float64), 1),
+            (torch.tensor([complex(1, float("nan"))]), 1),
+            (torch.arange(5), 0),  # integers: always finite, not probed
+            (torch.zeros(0), 0),
+        ],
+    )
+    def test_probe_by_dtype(
+        self, registry: CollectorRegistry, tensor: torch.Tensor, bad: int
+    ) -> None:
+        """Half precision is summed in float32; ±Inf, NaN and complex NaN are all caught."""
+        model = nn.Sequential(_Constant(tensor))
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            model(torch.zeros(1))
+            model(torch.zeros(1))
+            got = value(registry, "mmgov_module_nonfinite_outputs_total", "0")
+            own = value(registry, "mmgov_instrumentation_errors_total", "0")
+        assert (got, own) == (2 * bad, 0)
 
     def test_finite_outputs_are_not_flagged(
         self, model: TinyMultimodal, registry: CollectorRegistry
     ) -> None:
         """Ordinary outputs leave the non-finite counters at zero."""
         with instrument(
-            model, model_name="tiny", version=3, prometheus_registry=registry, sample_every=1
-        ):
-            model(*inputs())
+            model, model_name="tiny", version=3, prometheus_registry=registry, modules=["**"]
+        ), capture_logs() as logs:
+            for _ in range(3):
+                model(*inputs())
             for module in TOP:
                 assert value(registry, "mmgov_module_nonfinite_outputs_total", module) == 0
+        assert events(logs, "module_output_nonfinite") == []
 
 
 class _Observer:
@@ -381,10 +459,10 @@ class _Observer:
             raise ZeroDivisionError("observer bug")
         self.seen.append(tuple(output.shape))
 
-    def snapshot(self) -> tuple[float | None, int, int]:
+    def snapshot(self) -> DriftSnapshot:
         if self.broken:
             raise RuntimeError("snapshot bug")
-        return 0.25, 3, 1
+        return DriftSnapshot(score=0.25, windows=3, alarms=1)
 
 
 class TestDriftAndOwnErrors:
@@ -528,3 +606,74 @@ class TestSelectionAndLifecycle:
                 model[k](x)
             for k in kinds:
                 assert value(registry, "mmgov_module_output_mean", k) == 2.0
+
+
+class _Handing(nn.Module):
+    """Returns its input itself; `inplace` first sets it to zero in place."""
+
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.zero_() if self.inplace else x
+
+
+class TestProbeReuse:
+    @pytest.mark.parametrize(("inplace", "expected"), [(False, 1), (True, 0)])
+    def test_a_handed_on_tensor_shares_its_probe_unless_changed_in_place(
+        self, registry: CollectorRegistry, inplace: bool, expected: int
+    ) -> None:
+        """The same NaN tensor handed on counts twice; zeroed in place, the second is finite."""
+        model = nn.Sequential(_Constant(torch.tensor([float("nan")])), _Handing(inplace))
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["0", "1"]):
+            model(torch.zeros(1))
+            first = value(registry, "mmgov_module_nonfinite_outputs_total", "0")
+            second = value(registry, "mmgov_module_nonfinite_outputs_total", "1")
+        assert (first, second) == (1, expected)
+
+    def test_inference_tensors_are_probed_without_errors(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Under inference_mode (no version counters) a NaN is still counted, nothing fails."""
+        model.image_encoder.poison = True
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["**"]), torch.inference_mode():
+            model(*inputs())
+            model(*inputs())
+            got = value(registry, "mmgov_module_nonfinite_outputs_total", "image_encoder")
+            own = sum(value(registry, "mmgov_instrumentation_errors_total", m) for m in TOP)
+        assert (got, own) == (2, 0)
+
+
+class TestRootCallState:
+    def test_every_kind_of_root_call_leaves_the_thread_at_rest(
+        self, model: TinyMultimodal, registry: CollectorRegistry
+    ) -> None:
+        """Sampled, plain, failing, profiled and outside calls all end with per-call state reset."""
+        handle = instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                            modules=["**"], sample_every=2)
+        state = handle._local.state
+
+        def at_rest() -> tuple[Any, ...]:
+            return (state.mode, state.sampled, state.reported_exc, state.checks, state.called,
+                    state.stats, state.last, state.last_check)
+
+        rest = (_hot.OUTSIDE, False, 0, [], [], [], None, None)
+        with handle:
+            model(*inputs())  # sampled
+            assert at_rest() == rest
+            model(*inputs())  # plain
+            assert at_rest() == rest
+            model.fusion_layer.fail = RuntimeError("boom")
+            with pytest.raises(RuntimeError):
+                model(*inputs())
+            assert at_rest() == rest
+            model.fusion_layer.fail = None
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+                model(*inputs())
+            assert at_rest() == rest
+            model.image_encoder(torch.randn(2, 8))  # outside a root call: it opens one
+            assert at_rest() == rest
+            assert len(state.counts) == len(handle.modules) * HOT_STRIDE  # counters only
