@@ -30,7 +30,7 @@ LOCAL_ADMIN = Actor(name="local", team=None, role="admin")
 """Who every request acts as under `mmgov serve --no-auth` (loopback only)."""
 ALERTMANAGER = Actor(name="alertmanager", team=None, role="admin")
 """Who the Alertmanager webhook acts as. Admin so alerts link to any team's model; the alerts
-token reaches only `POST /alerts`, whose route calls nothing but `record_alerts`."""
+token reaches only `POST /alerts`, whose route calls nothing but `record_webhook`."""
 
 
 class Authz(enum.Enum):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
     UNSET,
-    AlertIn,
+    AlertRejected,
     AliasHistory,
     AliasInfo,
     ApprovalInfo,
@@ -26,30 +26,23 @@ from registry.schemas import (
     Unset,
     VersionInfo,
 )
-
-
-def _reject_nul(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: NUL characters are not allowed")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key, where)
-            _reject_nul(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _reject_nul(item, f"{where}[{i}]")
+from registry.text import data_problem
 
 
 class _Request(BaseModel):
     # No mass assignment: a field the API does not know is an error, not silently dropped.
     model_config = ConfigDict(extra="forbid")
+    _checked_per_item: ClassVar[frozenset[str]] = frozenset()
+    """Fields whose items are validated one by one later (the webhook's alerts)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        # Neither database stores NUL in text or JSON; refuse it here as bad input.
-        _reject_nul(data, "body")
+    def _storable_text(cls, data: Any) -> Any:
+        # Neither database stores NUL, and no encoder carries a lone surrogate: refuse both here.
+        if isinstance(data, dict):
+            checked = {k: v for k, v in data.items() if k not in cls._checked_per_item}
+            if why := data_problem(checked, "body"):
+                raise ValueError(why)
         return data
 
 
@@ -140,27 +133,19 @@ class RollbackRequest(_ExpectsVersion):
     reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
-class AlertmanagerAlert(_Request):
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
-    generatorURL: str | None = None
-    fingerprint: str = Field(min_length=1, max_length=128)
-
-    def to_alert_in(self) -> AlertIn:
-        """Return the service's form of this alert."""
-        return AlertIn.model_validate(self.model_dump())
-
-
 MAX_ALERTS_PER_WEBHOOK = 1_000
 """Alerts accepted in one webhook call; set Alertmanager's ``max_alerts`` to this (groups of mmgov
 alerts hold one alert per serving instance, far fewer)."""
 
 
 class AlertmanagerWebhook(_Request):
-    """Alertmanager's webhook payload, version 4."""
+    """Alertmanager's webhook payload, version 4.
+
+    Each alert is validated on its own (as `registry.schemas.AlertIn`): bad ones are reported in the
+    response's ``rejected``, the others recorded, so one bad alert never loses a batch.
+    """
+
+    _checked_per_item = frozenset({"alerts"})
 
     version: Literal["4"]
     groupKey: str
@@ -171,7 +156,11 @@ class AlertmanagerWebhook(_Request):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
-    alerts: list[AlertmanagerAlert] = Field(max_length=MAX_ALERTS_PER_WEBHOOK)
+    alerts: list[dict[str, Any]] = Field(
+        max_length=MAX_ALERTS_PER_WEBHOOK,
+        description="Alertmanager v4 alerts (status, labels, annotations, startsAt, endsAt, "
+        "generatorURL, fingerprint); each is checked on its own.",
+    )
 
 
 class ModelPublic(ModelInfo):
@@ -305,6 +294,9 @@ class IncidentPublic(IncidentInfo):
 class AlertsRecordedPublic(BaseModel):
     received: int
     incidents: list[IncidentPublic]
+    rejected: list[AlertRejected] = Field(
+        default_factory=list, description="Alerts not recorded, by index, and why."
+    )
 
 
 class ReferencePublic(ReferenceInfo):
@@ -346,7 +338,6 @@ class HealthPublic(BaseModel):
 
 __all__ = [
     "PROBLEM_RESPONSES",
-    "AlertmanagerAlert",
     "AlertmanagerWebhook",
     "AlertsRecordedPublic",
     "AliasHistoryPublic",
