@@ -330,7 +330,8 @@ def _parse_remote(uri: str, scheme: str) -> ParsedWeightsUri:
         raise _reject(uri, "the host (bucket) is empty")
     if not _HOST.match(host):
         raise _reject(uri, f"malformed host {host!r}")
-    if port and (scheme != "https" or not port.isdigit() or not 0 < int(port) < 65536):
+    if port and (scheme != "https" or not (port.isascii() and port.isdigit())
+                  or not 0 < int(port) < 65536):
         raise _reject(uri, f"bad port {port!r}")
     if parts.path in ("", "/"):
         raise _reject(uri, "no object path after the host")

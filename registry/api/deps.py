@@ -41,6 +41,7 @@ class Authz(enum.Enum):
     maintainer = "maintainer"
     admin = "admin"
     alerts = "alerts"
+    metrics = "metrics"
 
 
 _RANK = {"reader": 0, "maintainer": 1, "admin": 2}
@@ -148,12 +149,27 @@ async def _alerts(request: Request) -> Actor:
     return ALERTMANAGER
 
 
+async def _metrics(request: Request) -> None:
+    # The registry gauges name every team's models: the scrape token, or an admin's token.
+    settings: ApiSettings = request.app.state.settings
+    if settings.no_auth:
+        return
+    expected = request.app.state.metrics_secret
+    given = _bearer(request)
+    if expected is not None and hmac.compare_digest(given.encode(), expected.encode()):
+        return
+    actor = await _authenticate(request)
+    if actor.role != "admin":
+        raise PermissionDenied(f"{actor.name} is a {actor.role}; /metrics needs the scrape token")
+
+
 _RULES: dict[Authz, Callable[..., Any]] = {
     Authz.public: _public,
     Authz.reader: _at_least("reader"),
     Authz.maintainer: _at_least("maintainer"),
     Authz.admin: _at_least("admin"),
     Authz.alerts: _alerts,
+    Authz.metrics: _metrics,
 }
 _BY_CALLABLE = {fn: rule for rule, fn in _RULES.items()}
 
@@ -187,11 +203,14 @@ AdminDep = Annotated[Actor, Depends(_RULES[Authz.admin])]
 AlertsDep = Annotated[Actor, Depends(_RULES[Authz.alerts])]
 PUBLIC = Depends(_RULES[Authz.public])
 """Put in a public route's ``dependencies=[PUBLIC]`` to say so explicitly."""
+SCRAPER = Depends(_RULES[Authz.metrics])
+"""`/metrics`: the scrape token (``MMGOV_METRICS_TOKEN``) or an admin token."""
 
 __all__ = [
     "ALERTMANAGER",
     "LOCAL_ADMIN",
     "PUBLIC",
+    "SCRAPER",
     "ActorDep",
     "AdminDep",
     "AlertsDep",

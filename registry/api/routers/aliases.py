@@ -11,7 +11,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep, run_read
-from registry.api.routers._params import AliasName, Cursor, Limit, ModelName, link_next
+from registry.api.routers._params import (
+    AliasName,
+    Cursor,
+    Limit,
+    ModelName,
+    cursor_text,
+    link_next,
+)
 from registry.api.schemas import (
     AliasHistoryPublic,
     AliasPublic,
@@ -131,6 +138,7 @@ def alias_history(
     cursor: Cursor = None,
 ) -> AliasHistoryPublic:
     """Every move of the alias newest first (promote, rollback: actor, reason, audit seq)."""
-    found = service.alias_history(db, actor, name, alias, at=at, limit=limit, cursor=cursor)
+    found = service.alias_history(db, actor, name, alias, at=at, limit=limit,
+                                 cursor=cursor_text(cursor))
     link_next(request, response, found.next_cursor)
     return AliasHistoryPublic.model_validate(found.model_dump())

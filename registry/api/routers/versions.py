@@ -14,6 +14,7 @@ from registry.api.routers._params import (
     Limit,
     ModelName,
     VersionNumber,
+    cursor_text,
     link_next,
 )
 from registry.api.schemas import (
@@ -67,6 +68,7 @@ def register_version(
         note=body.note,
         team=body.team,
         allowed_roots=settings.weights_root_paths(),
+        config_limits=settings.config_limits(),
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -92,7 +94,7 @@ def list_versions(
 ) -> VersionsPublic:
     """List versions newest first; follow ``next_cursor`` (or the Link header) for more."""
     page = service.list_versions(
-        db, actor, name, limit=limit, cursor=cursor, tags=parse_tags(tag), stage=stage
+        db, actor, name, limit=limit, cursor=cursor_text(cursor), tags=parse_tags(tag), stage=stage
     )
     link_next(request, response, page.next_cursor)
     return VersionsPublic.model_validate(page.model_dump())
