@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
@@ -28,10 +28,56 @@ from registry.schemas import (
 )
 from registry.text import data_problem
 
+TAG_VALUE = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$"
+"""A tag value: 1-256 characters of valid text without control characters."""
+_STORABLE_TEXT = "^[^\\x00]*$"
+"""The JSON Schema pattern of request text without a stricter one: no NUL (lone surrogates are
+refused too; JSON Schema regexes cannot name them, and generators do not produce them)."""
+
+
+def _state_text_rule(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """Add `_STORABLE_TEXT` to every string, and mapping key, without a pattern (clients see it).
+
+    Fields the model checks item by item (`_Request._checked_per_item`) are left as they are:
+    their items are judged one by one, so no item makes the request invalid.
+    """
+    skipped: frozenset[str] = getattr(cls, "_checked_per_item", frozenset())
+    properties = schema.get("properties", {})
+    stack: list[Any] = [v for k, v in properties.items() if k not in skipped]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "pattern" not in node and "format" not in node:
+                node["pattern"] = _STORABLE_TEXT
+            if node.get("type") == "object" and "properties" not in node:
+                node.setdefault("propertyNames", {"pattern": _STORABLE_TEXT})  # a mapping's keys
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: 3 and 3.0, never true or "3" (pydantic's lax mode takes both).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+def _json_boolean(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonBool = Annotated[bool, BeforeValidator(_json_boolean)]
+VersionInt = Annotated[int, Field(ge=1, le=2_147_483_647), BeforeValidator(_json_integer)]
+"""A version number in a body: a JSON integer that fits the 32-bit column."""
+
 
 class _Request(BaseModel):
     # No mass assignment: a field the API does not know is an error, not silently dropped.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_state_text_rule)
     _checked_per_item: ClassVar[frozenset[str]] = frozenset()
     """Fields whose items are validated one by one later (the webhook's alerts)."""
 
@@ -47,7 +93,7 @@ class _Request(BaseModel):
 
 
 class ModelCreate(_Request):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="A slug.")
     description: str = Field(default="", max_length=10_000)
     team: str | None = Field(default=None, description="Admins only; others get their own team.")
 
@@ -66,7 +112,7 @@ class VersionCreate(_Request):
     weights_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     note: str = Field(default="", max_length=10_000)
     team: str | None = Field(default=None, description="Owner when this creates the model.")
-    module_depth: int = Field(
+    module_depth: JsonInt = Field(
         default=1, ge=1, le=8, description="Dotted name parts that make a module."
     )
     module_patterns: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
@@ -111,10 +157,8 @@ class SchemaDiffPublic(SchemaDiff):
 
 
 class _ExpectsVersion(_Request):
-    expected_version: int | None = Field(
+    expected_version: VersionInt | None = Field(
         default=None,
-        ge=1,
-        le=2_147_483_647,
         description="Refuse (409) unless the alias is at this version; null: expect no alias.",
     )
 
@@ -124,12 +168,12 @@ class _ExpectsVersion(_Request):
 
 
 class AliasUpdate(_ExpectsVersion):
-    version: int = Field(ge=1, le=2_147_483_647)
+    version: VersionInt
     reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
 class RollbackRequest(_ExpectsVersion):
-    to: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    to: VersionInt | None = None
     reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
@@ -149,7 +193,7 @@ class AlertmanagerWebhook(_Request):
 
     version: Literal["4"]
     groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: JsonInt = Field(default=0, ge=0, le=2**31 - 1)
     status: Literal["firing", "resolved"]
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)
@@ -190,7 +234,12 @@ class IncidentNote(_Request):
 
 
 class IncidentResolve(_Request):
-    note: str = Field(min_length=1, max_length=10_000, description="Why it is resolved.")
+    note: str = Field(
+        min_length=1,
+        max_length=10_000,
+        pattern=r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$",
+        description="Why it is resolved (not only blanks).",
+    )
 
 
 class IncidentReopen(_Request):
@@ -198,7 +247,7 @@ class IncidentReopen(_Request):
 
 
 class IncidentLink(_Request):
-    move: int = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
+    move: JsonInt = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
 
 
 class SoakIn(_Request):
@@ -212,10 +261,10 @@ class PolicySet(_Request):
     """The rules a promotion to the alias must pass; an empty body declares it without rules."""
 
     min_role: Literal["reader", "maintainer", "admin"] | None = None
-    require_reference: bool = False
-    no_open_incident: bool = False
+    require_reference: JsonBool = False
+    no_open_incident: JsonBool = False
     soak: SoakIn | None = None
-    approvals: int = Field(default=0, ge=0, le=10)
+    approvals: JsonInt = Field(default=0, ge=0, le=10)
     note: str = Field(default="", max_length=10_000)
 
 
@@ -235,8 +284,13 @@ class ApprovalPublic(ApprovalInfo):
 class TagsSet(_Request):
     tags: dict[
         Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")],
-        Annotated[str, Field(min_length=1, max_length=256)],
-    ] = Field(min_length=1, max_length=64, description="Tags to set (a set key takes the value).")
+        Annotated[str, Field(min_length=1, max_length=256, pattern=TAG_VALUE)],
+    ] = Field(
+        min_length=1,
+        max_length=64,
+        description="Tags to set (a set key takes the value).",
+        json_schema_extra={"additionalProperties": False},  # keys must match the pattern
+    )
 
 
 class StageSet(_Request):
@@ -319,6 +373,7 @@ _PROBLEM_CONTENT = {
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": text, "content": _PROBLEM_CONTENT}
     for status, text in (
+        (400, "Malformed body (not JSON, or not UTF-8)"),
         (401, "Unauthenticated"),
         (403, "Permission denied"),
         (404, "Not found (or another team's)"),

@@ -7,6 +7,7 @@ its fingerprint, and is ignored when none is open.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from registry.schemas import Actor, AlertIn, AlertRejected, AlertsOutcome, Incid
 from registry.service._common import can_see, require_writer, version_row, visible_model
 from registry.text import readable, readable_data
 
+_NOT_BLANK = re.compile("[^\x00\t\n\v\f\r ]")  # what the API schema states, too
 STATUSES = ("open", "acknowledged", "resolved")
 """Status filters: ``acknowledged`` is an open incident someone acknowledged."""
 
@@ -229,23 +231,21 @@ def list_incidents(
 ) -> list[IncidentInfo]:
     """Return incidents newest first; non-admins see only those of their team's models.
 
-    ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` needs
-    ``model``; ``since``/``until`` bound when the incident started.
+    ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` without
+    ``model`` matches that version number of any visible model; ``since``/``until`` bound when
+    the incident started.
 
     Raises:
         NotFound: unknown or invisible ``model``, or no such version.
-        InvalidInput: unknown status, ``version`` without ``model``, a naive or reversed time
-        range.
+        InvalidInput: unknown status, a naive time (a reversed range is empty).
     """
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-    if version is not None and model is None:
-        raise InvalidInput("a version filter needs the model too")
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput("--since and --until need a timezone (e.g. 2024-05-01T12:00:00Z)")
     if since is not None and until is not None and since > until:
-        raise InvalidInput("--since is after --until")
+        return []  # an empty range
     with db.read() as session:
         query = select(Incident)
         if model is not None:
@@ -253,11 +253,15 @@ def list_incidents(
             query = query.where(Incident.model_id == owner.id)
             if version is not None:
                 query = query.where(Incident.version_id == version_row(session, owner, version).id)
-        elif actor.role != "admin":
-            own = (
-                select(Model.id).join(Team, Team.id == Model.team_id).where(Team.name == actor.team)
-            )
-            query = query.where(Incident.model_id.in_(own))
+        else:
+            if version is not None:  # that version number of any model the actor sees
+                numbered = select(ModelVersion.id).where(ModelVersion.version == version)
+                query = query.where(Incident.version_id.in_(numbered))
+            if actor.role != "admin":
+                own = select(Model.id).join(Team, Team.id == Model.team_id).where(
+                    Team.name == actor.team
+                )
+                query = query.where(Incident.model_id.in_(own))
         if status == "acknowledged":
             query = query.where(Incident.status == "open", Incident.acknowledged_at.is_not(None))
         elif status is not None:
@@ -300,7 +304,7 @@ def get_incident(db: Database, actor: Actor, incident_id: int) -> IncidentInfo:
 
 
 def _check_note(note: str, what: str, *, required: bool = False) -> str:
-    if required and not note.strip():
+    if required and not _NOT_BLANK.search(note):
         raise InvalidInput(f"{what} needs a note saying why")
     if len(note) > 10_000 or "\x00" in note:
         raise InvalidInput(f"a {what} note is at most 10,000 characters, without NUL")

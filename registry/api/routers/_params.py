@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response
+from pydantic import BeforeValidator
 
 from registry.api.settings import MAX_PAGE_SIZE
 
@@ -24,6 +27,20 @@ Cursor = Annotated[
 SeqCursor = Annotated[
     int | None, Query(ge=1, le=MAX_BIGINT, description="`next_cursor` of the previous page.")
 ]
+
+
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic also reads "0.5" as a Unix time; the schema (and people) mean a date-time.
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("use an RFC 3339 date-time with a timezone, e.g. 2026-11-28T10:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A date-time query parameter: RFC 3339 text only."""
 
 
 def cursor_text(cursor: int | None) -> str | None:
@@ -49,6 +66,7 @@ __all__ = [
     "Limit",
     "ModelFilter",
     "ModelName",
+    "Moment",
     "SeqCursor",
     "VersionNumber",
     "cursor_text",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -16,6 +15,7 @@ from registry.api.routers._params import (
     Cursor,
     Limit,
     ModelName,
+    Moment,
     cursor_text,
     link_next,
 )
@@ -131,7 +131,7 @@ def alias_history(
     db: DbDep,
     actor: ActorDep,
     at: Annotated[
-        datetime | None,
+        Moment | None,
         Query(description="A moment (with timezone): only the move in force then."),
     ] = None,
     limit: Limit = 50,
