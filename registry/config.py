@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +58,10 @@ class ConfigLimits:
     max_depth: int = MAX_DEPTH
     """Deepest nesting of mappings and sequences; checked before anything recurses."""
     max_seconds: float = 2.0
-    """Longest a parse may run (wall clock) before it is abandoned as too costly."""
+    """Most CPU time a parse may use before it is abandoned as too costly."""
+    isolated: bool = False
+    """Parse in a worker process (the API's choice): the server's threads keep the GIL, and a
+    parse that overruns its time is ended by ending the process."""
 
 
 DEFAULT_LIMITS = ConfigLimits()
@@ -190,13 +198,13 @@ class _OverBudget(Exception):
 
 
 class _Budget:
-    """A parse's deadline, checked as values are composed and constructed."""
+    """A parse's deadline in thread CPU time, checked as values are composed and constructed."""
 
     deadline = math.inf
     max_depth = MAX_DEPTH
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        if time.monotonic() > self.deadline:
+        if time.thread_time() > self.deadline:
             raise _OverBudget("the config took too long to parse")
         return super().construct_object(node, deep=deep)  # type: ignore[misc]
 
@@ -212,7 +220,7 @@ class _Yaml12Loader(_Budget, yaml.SafeLoader):
         try:
             if self._depth > self.max_depth:
                 raise _OverBudget(f"nesting deeper than {self.max_depth} levels")
-            if time.monotonic() > self.deadline:
+            if time.thread_time() > self.deadline:
                 raise _OverBudget("the config took too long to parse")
             return super().compose_node(parent, index)
         finally:
@@ -376,7 +384,7 @@ def parse_yaml(
             not a mapping, or a text over a limit.
     """
     check_config_size(text, limits, source=source)
-    deadline = time.monotonic() + limits.max_seconds
+    deadline = time.thread_time() + limits.max_seconds
     try:
         try:
             if _FAST_LOADER is None:
@@ -406,6 +414,56 @@ def parse_yaml(
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+# --- parsing in a worker process -------------------------------------------------------------
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ProcessPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            # spawn: a fresh interpreter that imports only this module's needs, never a fork of
+            # a server with threads and database connections. One worker: parses queue.
+            _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+        return _POOL
+
+
+def _end_pool(pool: ProcessPoolExecutor) -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+    for process in list(getattr(pool, "_processes", {}).values()):  # no public kill
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _load_here(text: str, source: str, limits: ConfigLimits) -> dict[str, Any]:
+    return load_config_text(text, source=source, limits=replace(limits, isolated=False))
+
+
+def _parse_isolated(text: str, source: str, limits: ConfigLimits) -> dict[str, Any]:
+    pool = _pool()
+    try:
+        future = pool.submit(_load_here, text, source, limits)
+    except BrokenProcessPool:
+        _end_pool(pool)
+        pool = _pool()
+        future = pool.submit(_load_here, text, source, limits)
+    try:
+        # The worker bounds its CPU time itself; the wall-clock bound (queueing behind another
+        # parse included) ends a worker that stopped answering.
+        return future.result(timeout=4 * limits.max_seconds + 10)
+    except FuturesTimeout:
+        _end_pool(pool)
+        raise ConfigError(f"{source}: the config took too long to parse") from None
+    except BrokenProcessPool:
+        _end_pool(pool)
+        raise ConfigError(f"{source}: the config parser stopped (too large to parse?)") from None
 
 
 # --- canonical config ----------------------------------------------------------------------------
@@ -492,6 +550,9 @@ def load_config_text(
         ConfigError: for YAML errors (``source:line:col``), a text over a limit and non-JSON
             data (dotted path, prefixed with ``source``).
     """
+    if limits.isolated:
+        check_config_size(text, limits, source=source)  # before the text is sent anywhere
+        return _parse_isolated(text, source, limits)
     raw = parse_yaml(text, source=source, limits=limits)
     try:
         return plain_config(raw)

@@ -30,7 +30,9 @@ class ApiSettings(BaseSettings):
     max_config_depth: int = Field(default=ConfigLimits.max_depth, ge=1, le=256)
     """Deepest nesting of a YAML config (JSON configs: at most 64, see `registry.config`)."""
     max_config_parse_seconds: float = Field(default=ConfigLimits.max_seconds, gt=0)
-    """Longest one YAML config may take to parse before it is refused."""
+    """Most CPU time one YAML config may take to parse before it is refused."""
+    config_parse_isolated: bool = True
+    """Parse YAML configs in a worker process, so a large one does not hold the server's GIL."""
     metrics_token: SecretStr | None = None
     """Bearer token `/metrics` requires; unset, `/metrics` needs a reader token or better."""
     metrics_token_file: Path | None = None
@@ -51,6 +53,7 @@ class ApiSettings(BaseSettings):
             max_bytes=self.max_config_bytes,
             max_depth=self.max_config_depth,
             max_seconds=self.max_config_parse_seconds,
+            isolated=self.config_parse_isolated,
         )
 
     def metrics_secret(self) -> str | None:
