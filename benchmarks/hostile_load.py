@@ -136,6 +136,9 @@ def main() -> None:
         for p in posters:
             p.join(timeout=60)
         peak = _rss_mb(proc.pid, "VmHWM")
+        children = [c for task in Path(f"/proc/{proc.pid}/task").iterdir()
+                    for c in (task / "children").read_text().split()]
+        workers = [_rss_mb(int(c), "VmHWM") for c in children]
 
     post_latencies = [x for lat, _ in results for x in lat]
     statuses: dict[int, int] = {}
@@ -150,7 +153,8 @@ def main() -> None:
     print(f"p99 ratio (loaded / quiet): {l99 / q99:.2f}  (target <= 3)")
     print(f"posts: {len(post_latencies)} ({statuses}), p50 "
           f"{statistics.median(post_latencies) * 1e3:.0f} ms")
-    print(f"server RSS: {rss_quiet:.0f} MB quiet, peak {peak:.0f} MB  (target < 200 MB)")
+    print(f"server RSS: {rss_quiet:.0f} MB quiet, peak {peak:.0f} MB  (target < 200 MB); "
+          f"config parser process: peak {', '.join(f'{w:.0f}' for w in workers)} MB")
 
 
 if __name__ == "__main__":

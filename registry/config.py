@@ -428,8 +428,24 @@ def _pool() -> ProcessPoolExecutor:
         if _POOL is None:
             # spawn: a fresh interpreter that imports only this module's needs, never a fork of
             # a server with threads and database connections. One worker: parses queue.
-            _POOL = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+            _POOL = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=mp.get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
         return _POOL
+
+
+def _watch_parent(parent: int) -> None:
+    """In the worker: exit as soon as the server that started it is gone (even by SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="mmgov-parent-watch", daemon=True).start()
 
 
 def _end_pool(pool: ProcessPoolExecutor) -> None:

@@ -185,3 +185,35 @@ class TestUnexpectedErrors:
         assert again.status == 200
         assert conn.sock is sock  # the same TCP connection: nothing was reset
         conn.close()
+
+
+class TestParserProcess:
+    def test_parser_worker_ends_with_the_server(self, registry_db: Registry):
+        """The config-parser process a YAML post starts ends when the server is killed (-9)."""
+        import os
+        import signal
+        import time
+        from pathlib import Path
+
+        import httpx
+
+        from tests.api._server import serve
+
+        with serve(registry_db.url) as (base, proc):
+            body = {**remote_version_body(1), "config_yaml": "a: 1\n"}
+            del body["config"]
+            r = httpx.post(f"{base}{V1}/models/mm/versions", json=body, timeout=60,
+                           headers=registry_db.headers("maintainer"))
+            assert r.status_code == 201, r.text
+            children = [c for task in Path(f"/proc/{proc.pid}/task").iterdir()
+                        for c in (task / "children").read_text().split()]
+            assert children, "the YAML config was parsed in a worker process"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            deadline = time.monotonic() + 10
+            alive = [c for c in children if Path(f"/proc/{c}").exists()]
+            while alive and time.monotonic() < deadline:
+                time.sleep(0.2)  # the worker checks on its parent twice a second
+                alive = [c for c in children if Path(f"/proc/{c}/status").exists()
+                         and "zombie" not in Path(f"/proc/{c}/status").read_text()]
+            assert alive == []
