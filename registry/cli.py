@@ -32,8 +32,9 @@ from registry import service
 from registry.config import read_config_file
 from registry.diff import render_diff
 from registry.errors import DatabaseUnavailable, InvalidInput, NotFound, RegistryError
-from registry.schemas import UNSET, Actor, Checkpoint, Unset
+from registry.schemas import MAX_INT4, UNSET, Actor, Checkpoint, Unset
 from registry.service import WeightsSource
+from registry.text import readable, text_problem
 from registry.weights import ModuleGrouping
 
 GLOBAL_VALUE_OPTIONS = ("--db", "--actor")
@@ -128,6 +129,15 @@ class _Root(TyperGroup):
             code = 2 if isinstance(exc, InvalidInput) else 1
             print_error(json_mode, detail, kind=_error_kind(exc), exit_code=code, **extra)
             raise typer.Exit(code) from None
+        except (ClickException, ClickAbort, typer.Exit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # A bug or an error nobody classified: still one line, never a traceback.
+            obj = ctx.obj if isinstance(ctx.obj, CliState) else None
+            first = readable(str(exc)).strip().splitlines()
+            detail = f"unexpected {type(exc).__name__}: {first[0][:300] if first else ''}"
+            print_error(obj is not None and obj.json, detail, kind="unexpected", exit_code=1)
+            raise typer.Exit(1) from None
 
     def main(self, args: Sequence[str] | None = None, *pos: Any, **kwargs: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
@@ -297,6 +307,10 @@ def _root(
     Global options go before or after the command.
     """
     source = ctx.get_parameter_source("db")
+    if actor is not None and (len(actor) > 128 or text_problem(actor) or not actor.strip()):
+        detail = "--actor / MMGOV_ACTOR must be 1-128 characters of valid text (no NUL)"
+        print_error(as_json, detail, kind="invalid_input", exit_code=2)
+        raise typer.Exit(2)
     cli_state = CliState(
         url=db or dbmod.default_url(),
         actor=Actor(name=actor or _os_user(), team=None, role="admin"),
@@ -352,8 +366,8 @@ def _expected(raw: str | None) -> int | Unset | None:
         return UNSET
     if raw.lower() == "none":
         return None
-    if not raw.isdigit():
-        raise InvalidInput(f"--expect takes a version number or 'none', got {raw!r}")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_INT4:
+        raise InvalidInput(f"--expect takes a version number or 'none', got {raw[:40]!r}")
     return int(raw)
 
 

@@ -5,24 +5,34 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import re
+import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.constructor import ConstructorError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.resolver import Resolver
 
 from registry.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "MAX_DEPTH",
     "MAX_NODES",
     "CanonicalConfig",
+    "ConfigLimits",
     "canonical_json",
     "canonicalize",
+    "check_config_size",
     "load_config_file",
     "load_config_text",
     "parse_yaml",
@@ -37,6 +47,24 @@ MAX_DEPTH = 64
 
 MAX_NODES = 100_000
 """Most values a config may expand to; stops YAML alias bombs before they are serialised."""
+
+
+@dataclass(frozen=True)
+class ConfigLimits:
+    """Bounds on the work one config text may cost (the API reads them from its settings)."""
+
+    max_bytes: int = 256 << 10
+    """Largest config text, in UTF-8 bytes (a real model config is a few KiB)."""
+    max_depth: int = MAX_DEPTH
+    """Deepest nesting of mappings and sequences; checked before anything recurses."""
+    max_seconds: float = 2.0
+    """Most CPU time a parse may use before it is abandoned as too costly."""
+    isolated: bool = False
+    """Parse in a worker process (the API's choice): the server's threads keep the GIL, and a
+    parse that overruns its time is ended by ending the process."""
+
+
+DEFAULT_LIMITS = ConfigLimits()
 
 
 # --- canonical JSON ------------------------------------------------------------------------------
@@ -165,8 +193,38 @@ _DROPPED_TAGS = {
 }
 
 
-class _Yaml12Loader(yaml.SafeLoader):
+class _OverBudget(Exception):
+    """Raised inside a loader when a parse passes its depth or time bound."""
+
+
+class _Budget:
+    """A parse's deadline in thread CPU time, checked as values are composed and constructed."""
+
+    deadline = math.inf
+    max_depth = MAX_DEPTH
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if time.thread_time() > self.deadline:
+            raise _OverBudget("the config took too long to parse")
+        return super().construct_object(node, deep=deep)  # type: ignore[misc]
+
+
+class _Yaml12Loader(_Budget, yaml.SafeLoader):
     """SafeLoader with the YAML 1.2 core schema for scalars and duplicate keys refused."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # PyYAML composes recursively: bound the depth before Python's stack is at risk.
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise _OverBudget(f"nesting deeper than {self.max_depth} levels")
+            if time.thread_time() > self.deadline:
+                raise _OverBudget("the config took too long to parse")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     # PyYAML's own design: resolvers are a class attribute each Loader subclass copies.
     yaml_implicit_resolvers = {  # noqa: RUF012
@@ -238,22 +296,104 @@ _Yaml12Loader.add_constructor(_INT_TAG, _construct_int)
 _Yaml12Loader.add_constructor(_FLOAT_TAG, _construct_float)
 
 
-def parse_yaml(text: str, *, source: str = "<string>") -> dict[str, Any]:
+def _fast_loader_class() -> Any:
+    """Return our schema over libyaml's parser (several times faster), None without libyaml.
+
+    Used only once a libyaml event scan has bounded the nesting (its composer recurses in C);
+    any error is reported by parsing again with `_Yaml12Loader`, so messages do not change.
+    """
+    try:
+        from yaml import cyaml
+    except ImportError:  # PyYAML built without libyaml: every parse takes the pure-Python path
+        return None
+    parser: Any = vars(cyaml)["CParser"]
+
+    class _Fast(parser, _Yaml12Loader):  # type: ignore[misc]
+        def __init__(self, stream: str) -> None:
+            parser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    return _Fast
+
+
+_FAST_LOADER = _fast_loader_class()
+
+_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _fast_parse(text: str, limits: ConfigLimits, deadline: float) -> Any:
+    """Return the document parsed by libyaml, or raise to send the text down the slow path."""
+    if yaml.reader.Reader.NON_PRINTABLE.search(text):
+        raise ValueError("non-printable characters: the pure-Python reader names them")
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):  # iterative, in C
+        if isinstance(event, _OPENS):
+            depth += 1
+            if depth > limits.max_depth:
+                raise _OverBudget(f"nesting deeper than {limits.max_depth} levels")
+        elif isinstance(event, _CLOSES):
+            depth -= 1
+    loader = _FAST_LOADER(text)
+    loader.deadline, loader.max_depth = deadline, limits.max_depth
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _slow_parse(text: str, limits: ConfigLimits, deadline: float) -> Any:
+    loader = _Yaml12Loader(text)
+    loader.deadline, loader.max_depth = deadline, limits.max_depth
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def check_config_size(text: str, limits: ConfigLimits, *, source: str) -> None:
+    """Refuse a config text over ``limits.max_bytes`` UTF-8 bytes.
+
+    Raises:
+        ConfigError: naming the size and the limit.
+    """
+    # Cheap bounds first: a character is 1 to 4 bytes.
+    if len(text) > limits.max_bytes or (
+        4 * len(text) > limits.max_bytes
+        and len(text.encode("utf-8", "surrogatepass")) > limits.max_bytes
+    ):
+        raise ConfigError(f"{source}: the config is larger than {limits.max_bytes} bytes")
+
+
+def parse_yaml(
+    text: str, *, source: str = "<string>", limits: ConfigLimits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     """Parse one YAML document with the YAML 1.2 core schema into a mapping.
 
     Unquoted ``2e-5`` is a float, quoted ``"2e-5"`` stays a string, ``yes``/``on`` stay strings,
-    and dates stay strings. Only safe tags are constructed.
+    and dates stay strings. Only safe tags are constructed. The text is bounded by ``limits``
+    in bytes, nesting and parse time before and while it is parsed.
 
     Returns:
         The top-level mapping (string keys).
 
     Raises:
         ConfigError: ``"<source>:LINE:COL: message"`` (1-based) for a syntax error, a duplicate
-            or non-string key; ``"<source>: ..."`` for an empty document or a top level that is
-            not a mapping.
+            or non-string key; ``"<source>: ..."`` for an empty document, a top level that is
+            not a mapping, or a text over a limit.
     """
+    check_config_size(text, limits, source=source)
+    deadline = time.thread_time() + limits.max_seconds
     try:
-        data = yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 -- a SafeLoader subclass
+        try:
+            if _FAST_LOADER is None:
+                raise ValueError("no libyaml")
+            data = _fast_parse(text, limits, deadline)
+        except (yaml.YAMLError, ValueError, TypeError):
+            data = _slow_parse(text, limits, deadline)  # the same outcome, PyYAML's messages
+    except _OverBudget as exc:
+        raise ConfigError(f"{source}: {exc} (limit of the config parser)") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -274,6 +414,72 @@ def parse_yaml(text: str, *, source: str = "<string>") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+# --- parsing in a worker process -------------------------------------------------------------
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ProcessPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            # spawn: a fresh interpreter that imports only this module's needs, never a fork of
+            # a server with threads and database connections. One worker: parses queue.
+            _POOL = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=mp.get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
+        return _POOL
+
+
+def _watch_parent(parent: int) -> None:
+    """In the worker: exit as soon as the server that started it is gone (even by SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="mmgov-parent-watch", daemon=True).start()
+
+
+def _end_pool(pool: ProcessPoolExecutor) -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+    for process in list(getattr(pool, "_processes", {}).values()):  # no public kill
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _load_here(text: str, source: str, limits: ConfigLimits) -> dict[str, Any]:
+    return load_config_text(text, source=source, limits=replace(limits, isolated=False))
+
+
+def _parse_isolated(text: str, source: str, limits: ConfigLimits) -> dict[str, Any]:
+    pool = _pool()
+    try:
+        future = pool.submit(_load_here, text, source, limits)
+    except BrokenProcessPool:
+        _end_pool(pool)
+        pool = _pool()
+        future = pool.submit(_load_here, text, source, limits)
+    try:
+        # The worker bounds its CPU time itself; the wall-clock bound (queueing behind another
+        # parse included) ends a worker that stopped answering.
+        return future.result(timeout=4 * limits.max_seconds + 10)
+    except FuturesTimeout:
+        _end_pool(pool)
+        raise ConfigError(f"{source}: the config took too long to parse") from None
+    except BrokenProcessPool:
+        _end_pool(pool)
+        raise ConfigError(f"{source}: the config parser stopped (too large to parse?)") from None
 
 
 # --- canonical config ----------------------------------------------------------------------------
@@ -348,17 +554,22 @@ def canonicalize(raw: Mapping[str, Any]) -> CanonicalConfig:
     )
 
 
-def load_config_text(text: str, *, source: str = "<string>") -> dict[str, Any]:
-    """Parse a YAML (or JSON) config and check that it is JSON data.
+def load_config_text(
+    text: str, *, source: str = "<string>", limits: ConfigLimits = DEFAULT_LIMITS
+) -> dict[str, Any]:
+    """Parse a YAML (or JSON) config, bounded by ``limits``, and check that it is JSON data.
 
     Returns:
         The plain mapping (see `plain_config`), ready for a schema check and `canonicalize`.
 
     Raises:
-        ConfigError: for YAML errors (``source:line:col``) and non-JSON data (dotted path,
-            prefixed with ``source``).
+        ConfigError: for YAML errors (``source:line:col``), a text over a limit and non-JSON
+            data (dotted path, prefixed with ``source``).
     """
-    raw = parse_yaml(text, source=source)
+    if limits.isolated:
+        check_config_size(text, limits, source=source)  # before the text is sent anywhere
+        return _parse_isolated(text, source, limits)
+    raw = parse_yaml(text, source=source, limits=limits)
     try:
         return plain_config(raw)
     except ConfigError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 from registry.config import canonical_json, sha256_hex
 from registry.errors import ConfigError, InvalidInput
+from registry.weights import outside_roots
 
 __all__ = [
     "MAX_PIPELINE_BYTES",
@@ -240,6 +241,11 @@ def _component_directory(
     path = Path(given)
     if not path.is_absolute():
         raise InvalidInput(f"pipeline component {name!r}: give an absolute path, not {str(path)!r}")
+    refused = InvalidInput(
+        f"pipeline component {name!r}: {str(path)!r} is outside the allowed directories"
+    )
+    if allowed_roots is not None and outside_roots(path, allowed_roots):
+        raise refused  # before any look-up: one answer whether or not the path exists
     try:
         real = path.resolve(strict=True)
     except FileNotFoundError as exc:
@@ -253,9 +259,7 @@ def _component_directory(
     if allowed_roots is not None:
         roots = [Path(root).resolve() for root in allowed_roots]
         if not any(real.is_relative_to(root) for root in roots):
-            raise InvalidInput(
-                f"pipeline component {name!r}: {str(path)!r} is outside the allowed directories"
-            )
+            raise refused
     return real
 
 

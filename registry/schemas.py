@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.diff import PipelineChanges
+from registry.text import readable, text_problem
 
 Role = Literal["reader", "maintainer", "admin"]
 Stage = Literal["active", "deprecated", "archived"]
@@ -254,8 +256,50 @@ class ReferenceBlob(_Frozen):
     blob: bytes
 
 
+MAX_INT4 = 2_147_483_647
+"""Largest value of the 32-bit integer columns (versions, ids): larger numbers are refused."""
+
+MAX_ALERT_LABELS = 64
+"""Labels (and, separately, annotations) one alert may carry."""
+MAX_LABEL_VALUE = 1_024
+MAX_ANNOTATION_VALUE = 10_000
+_VERSION_LABEL = re.compile(r"[0-9]{1,10}")  # ASCII digits only: "²".isdigit() is True
+_ALERTMANAGER_ZERO_YEAR = 1
+"""Alertmanager sends ``endsAt: 0001-01-01T00:00:00Z`` for "no end yet"."""
+
+
+def _checked_text_map(value: dict[str, str], limit: int) -> dict[str, str]:
+    if len(value) > MAX_ALERT_LABELS:
+        raise ValueError(f"at most {MAX_ALERT_LABELS} entries")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 128:
+            raise ValueError("names are 1 to 128 characters")
+        if len(item) > limit:
+            raise ValueError(f"{readable(key)!r} is longer than {limit} characters")
+        for text in (key, item):
+            if why := text_problem(text):
+                raise ValueError(f"{readable(key)!r}: {why}")
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("needs a timezone (RFC 3339, e.g. 2026-11-28T10:00:00Z)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside years 1 to 9999 once converted to UTC") from None
+
+
 class AlertIn(BaseModel):
-    """One alert of an Alertmanager (v4) webhook payload."""
+    """One alert of an Alertmanager (v4) webhook payload, bounded and normalised.
+
+    Timestamps need a timezone and are converted to UTC (Alertmanager's zero ``endsAt`` becomes
+    None); labels and annotations are valid Unicode without NUL, bounded in count and length;
+    ``alertname`` and ``module`` fit their columns.
+    """
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -264,8 +308,66 @@ class AlertIn(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: datetime = Field(alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
-    generator_url: str | None = Field(default=None, alias="generatorURL")
-    fingerprint: str = Field(min_length=1, max_length=128)
+    generator_url: str | None = Field(default=None, alias="generatorURL", max_length=4096)
+    fingerprint: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        _checked_text_map(value, MAX_LABEL_VALUE)
+        for name in ("alertname", "module"):
+            if len(value.get(name, "")) > 128:
+                raise ValueError(f"the {name} label is longer than 128 characters")
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        return _checked_text_map(value, MAX_ANNOTATION_VALUE)
+
+    @field_validator("generator_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and (why := text_problem(value)):
+            raise ValueError(why)
+        return value
+
+    @field_validator("starts_at")
+    @classmethod
+    def _starts(cls, value: datetime) -> datetime:
+        utc = _utc(value)
+        assert utc is not None
+        return utc
+
+    @field_validator("ends_at")
+    @classmethod
+    def _ends(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.year == _ALERTMANAGER_ZERO_YEAR:
+            return None
+        return _utc(value)
+
+    @property
+    def version_number(self) -> int | None:
+        """The ``version`` label as a version number, None unless ASCII digits in 1..2^31-1."""
+        raw = self.labels.get("version", "")
+        if not _VERSION_LABEL.fullmatch(raw) or not 1 <= int(raw) <= MAX_INT4:
+            return None
+        return int(raw)
+
+
+class AlertRejected(_Frozen):
+    """An alert of a webhook that was not recorded, and why (its input is never echoed)."""
+
+    index: int
+    fingerprint: str | None
+    errors: list[dict[str, str]]
+
+
+class AlertsOutcome(_Frozen):
+    """What one webhook did: the incidents it touched and the alerts it refused."""
+
+    incidents: list[IncidentInfo]
+    rejected: list[AlertRejected]
 
 
 class IncidentInfo(_Frozen):
@@ -307,9 +409,12 @@ class TokenInfo(_Frozen):
 
 
 __all__ = [
+    "MAX_INT4",
     "UNSET",
     "Actor",
     "AlertIn",
+    "AlertRejected",
+    "AlertsOutcome",
     "AliasHistory",
     "AliasInfo",
     "AliasMoveInfo",

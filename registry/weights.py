@@ -43,6 +43,7 @@ __all__ = [
     "WeightsFormat",
     "WeightsInfo",
     "inspect_weights",
+    "outside_roots",
     "parse_weights_uri",
 ]
 
@@ -330,7 +331,8 @@ def _parse_remote(uri: str, scheme: str) -> ParsedWeightsUri:
         raise _reject(uri, "the host (bucket) is empty")
     if not _HOST.match(host):
         raise _reject(uri, f"malformed host {host!r}")
-    if port and (scheme != "https" or not port.isdigit() or not 0 < int(port) < 65536):
+    if port and (scheme != "https" or not (port.isascii() and port.isdigit())
+                  or not 0 < int(port) < 65536):
         raise _reject(uri, f"bad port {port!r}")
     if parts.path in ("", "/"):
         raise _reject(uri, "no object path after the host")
@@ -355,7 +357,35 @@ def _normalise_sha256(value: str) -> str:
     return value.lower()
 
 
+def outside_roots(path: Path, allowed_roots: Sequence[Path]) -> bool:
+    """Whether ``path`` lies outside every root, judged before the file system is asked.
+
+    The path is normalised lexically (``..`` removed) and then resolved without ``strict``, so
+    a missing file, a file outside, and a symlink whose target leaves a root all get the same
+    answer, and nothing is learned about paths outside the roots.
+    """
+    lexical = Path(os.path.normpath(path))
+    roots = [Path(root).resolve() for root in allowed_roots]
+    if not lexical.is_absolute() or not any(lexical.is_relative_to(r) for r in roots):
+        return True
+    try:
+        followed = lexical.resolve(strict=False)
+    except (OSError, RuntimeError):  # a symlink loop: refused like any path outside
+        return True
+    return not any(followed.is_relative_to(r) for r in roots)
+
+
+def _refusal(shown: Path, allowed_roots: Sequence[Path]) -> InvalidInput:
+    return InvalidInput(
+        f"weights file {str(shown)!r} is outside the allowed directories"
+        if allowed_roots
+        else "local weights files are not accepted here; give a remote URI and sha256"
+    )
+
+
 def _resolve_local(path: Path, allowed_roots: Sequence[Path] | None) -> Path:
+    if allowed_roots is not None and outside_roots(path, allowed_roots):
+        raise _refusal(path, allowed_roots)
     try:
         real = path.resolve(strict=True)
     except FileNotFoundError as exc:
@@ -371,10 +401,16 @@ def _check_roots(real: Path, shown: Path, allowed_roots: Sequence[Path] | None) 
         return
     roots = [Path(root).resolve() for root in allowed_roots]
     if not any(real.is_relative_to(root) for root in roots):
+        raise _refusal(shown, allowed_roots)
+    try:
+        links = real.lstat().st_nlink if not real.is_dir() else 1
+    except OSError:
+        return  # opening it reports the problem
+    if links > 1:
+        # Another name of this file may lie outside the roots: a hard link cannot be followed.
         raise InvalidInput(
-            f"weights file {str(shown)!r} is outside the allowed directories"
-            if roots
-            else "local weights files are not accepted here; give a remote URI and sha256"
+            f"weights file {str(shown)!r} has {links} hard links; one may be outside the "
+            "allowed directories, so it is refused (copy the file instead)"
         )
 
 

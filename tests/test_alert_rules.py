@@ -262,11 +262,27 @@ class TestRuleTestCoverage:
 
 
 class TestExampleConfigs:
-    def test_prometheus_config_is_valid(self, promtool: str) -> None:
-        """promtool accepts the example Prometheus config and the rules file it loads."""
-        result = _run(promtool, "check", "config", PROMETHEUS_EXAMPLE)
+    def test_prometheus_config_is_valid(self, promtool: str, tmp_path: Path) -> None:
+        """promtool accepts the example Prometheus config (its token file made) and its rules."""
+        config = _load_yaml(PROMETHEUS_EXAMPLE)
+        assert "alerts.yml" in config["rule_files"]
+        token = tmp_path / "mmgov-metrics-token"
+        token.write_text("scrape-secret\n", encoding="utf-8")
+        for job in config["scrape_configs"]:
+            if "authorization" in job:
+                job["authorization"]["credentials_file"] = str(token)
+        shutil.copy(CONFIGS / "alerts.yml", tmp_path / "alerts.yml")
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        result = _run(promtool, "check", "config", tmp_path / "prometheus.yml")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "alerts.yml" in _load_yaml(PROMETHEUS_EXAMPLE)["rule_files"]
+
+    def test_sidecar_is_scraped_with_a_bearer_token_file(self) -> None:
+        """The sidecar's /metrics job sends the scrape token from a file, never inline."""
+        jobs = {j["job_name"]: j for j in _load_yaml(PROMETHEUS_EXAMPLE)["scrape_configs"]}
+        auth = jobs["mmgov-sidecar"]["authorization"]
+        assert auth["type"] == "Bearer"
+        assert auth["credentials_file"]
+        assert "credentials" not in auth
 
     def test_alertmanager_config_is_valid(self) -> None:
         """amtool accepts the example Alertmanager config."""

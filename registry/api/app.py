@@ -8,9 +8,9 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 from registry.api.deps import TokenCache, rule_of
-from registry.api.limits import BodySizeLimit
+from registry.api.limits import BodySizeLimit, BodyTooLarge
 from registry.api.metrics import ApiMetrics, MetricsMiddleware, RegistryCollector
-from registry.api.problems import install_problem_handlers
+from registry.api.problems import UnexpectedErrors, install_problem_handlers
 from registry.api.routers import (
     alerts,
     aliases,
@@ -78,7 +78,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         The app.
 
     Raises:
-        OSError: if the alerts token file cannot be read.
+        OSError: if the alerts or metrics token file cannot be read.
         RuntimeError: if a route declares no authorisation rule.
         ValueError: if ``session_key`` is shorter than 16 characters.
     """
@@ -94,6 +94,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
     app.state.alerts_secret = settings.alerts_secret()
+    app.state.metrics_secret = settings.metrics_secret()
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
     key = settings.session_key.get_secret_value() if settings.session_key else new_key()
     app.state.session_signer = SessionSigner(key.encode(), max_age=settings.session_seconds)
@@ -125,7 +126,9 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
     pages.install(app)  # after the problem handlers: it wraps them for page routes
     check_routes_declare_rules(app)
 
-    # Added last = outermost: sizes are checked before anything reads the body.
+    # Added last = outermost: sizes are checked before anything reads the body; unexpected
+    # errors become a problem inside the metrics, so they are counted as 500s.
+    app.add_middleware(UnexpectedErrors, passthrough=(BodyTooLarge,))
     app.add_middleware(MetricsMiddleware, metrics=api_metrics, templates=route_templates(app))
     app.add_middleware(
         BodySizeLimit,

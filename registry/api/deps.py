@@ -33,7 +33,7 @@ LOCAL_ADMIN = Actor(name="local", team=None, role="admin")
 """Who every request acts as under `mmgov serve --no-auth` (loopback only)."""
 ALERTMANAGER = Actor(name="alertmanager", team=None, role="admin")
 """Who the Alertmanager webhook acts as. Admin so alerts link to any team's model; the alerts
-token reaches only `POST /alerts`, whose route calls nothing but `record_alerts`."""
+token reaches only `POST /alerts`, whose route calls nothing but `record_webhook`."""
 
 
 class Authz(enum.Enum):
@@ -48,6 +48,7 @@ class Authz(enum.Enum):
     """A web page: a person signed in with a session cookie (any role)."""
     page_form = "page_form"
     """A web form post: a signed-in maintainer or admin, with the session's CSRF token."""
+    metrics = "metrics"
 
 
 _RANK = {"reader": 0, "maintainer": 1, "admin": 2}
@@ -205,6 +206,20 @@ async def _page_form(request: Request) -> WebUser:
     return user
 
 
+async def _metrics(request: Request) -> None:
+    # The registry gauges name every team's models: the scrape token, or an admin's token.
+    settings: ApiSettings = request.app.state.settings
+    if settings.no_auth:
+        return
+    expected = request.app.state.metrics_secret
+    given = _bearer(request)
+    if expected is not None and hmac.compare_digest(given.encode(), expected.encode()):
+        return
+    actor = await _authenticate(request)
+    if actor.role != "admin":
+        raise PermissionDenied(f"{actor.name} is a {actor.role}; /metrics needs the scrape token")
+
+
 _RULES: dict[Authz, Callable[..., Any]] = {
     Authz.public: _public,
     Authz.reader: _at_least("reader"),
@@ -213,6 +228,7 @@ _RULES: dict[Authz, Callable[..., Any]] = {
     Authz.alerts: _alerts,
     Authz.page: _page,
     Authz.page_form: _page_form,
+    Authz.metrics: _metrics,
 }
 _BY_CALLABLE = {fn: rule for rule, fn in _RULES.items()}
 
@@ -250,11 +266,14 @@ PageFormDep = Annotated[WebUser, Depends(_RULES[Authz.page_form])]
 """A web form post: CSRF checked, maintainer or admin."""
 PUBLIC = Depends(_RULES[Authz.public])
 """Put in a public route's ``dependencies=[PUBLIC]`` to say so explicitly."""
+SCRAPER = Depends(_RULES[Authz.metrics])
+"""`/metrics`: the scrape token (``MMGOV_METRICS_TOKEN``) or an admin token."""
 
 __all__ = [
     "ALERTMANAGER",
     "LOCAL_ADMIN",
     "PUBLIC",
+    "SCRAPER",
     "ActorDep",
     "AdminDep",
     "AlertsDep",

@@ -49,6 +49,11 @@ class ApiMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        self.alerts_rejected = Counter(
+            "mmgov_api_alerts_rejected",
+            "Alertmanager alerts refused one by one (bad timestamp, label, text).",
+            registry=registry,
+        )
 
 
 class RegistryCollector(Collector):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
     UNSET,
-    AlertIn,
+    AlertRejected,
     AliasHistory,
     AliasInfo,
     ApprovalInfo,
@@ -26,35 +26,74 @@ from registry.schemas import (
     Unset,
     VersionInfo,
 )
+from registry.text import data_problem
+
+TAG_VALUE = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$"
+"""A tag value: 1-256 characters of valid text without control characters."""
+_STORABLE_TEXT = "^[^\\x00]*$"
+"""The JSON Schema pattern of request text without a stricter one: no NUL (lone surrogates are
+refused too; JSON Schema regexes cannot name them, and generators do not produce them)."""
 
 
-def _reject_nul(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where}: NUL characters are not allowed")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key, where)
-            _reject_nul(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _reject_nul(item, f"{where}[{i}]")
+def _state_text_rule(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """Add `_STORABLE_TEXT` to every string, and mapping key, without a pattern (clients see it).
+
+    Fields the model checks item by item (`_Request._checked_per_item`) are left as they are:
+    their items are judged one by one, so no item makes the request invalid.
+    """
+    skipped: frozenset[str] = getattr(cls, "_checked_per_item", frozenset())
+    properties = schema.get("properties", {})
+    stack: list[Any] = [v for k, v in properties.items() if k not in skipped]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "pattern" not in node and "format" not in node:
+                node["pattern"] = _STORABLE_TEXT
+            if node.get("type") == "object" and "properties" not in node:
+                node.setdefault("propertyNames", {"pattern": _STORABLE_TEXT})  # a mapping's keys
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: 3 and 3.0, never true or "3" (pydantic's lax mode takes both).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+def _json_boolean(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonBool = Annotated[bool, BeforeValidator(_json_boolean)]
+VersionInt = Annotated[int, Field(ge=1, le=2_147_483_647), BeforeValidator(_json_integer)]
+"""A version number in a body: a JSON integer that fits the 32-bit column."""
 
 
 class _Request(BaseModel):
     # No mass assignment: a field the API does not know is an error, not silently dropped.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_state_text_rule)
+    _checked_per_item: ClassVar[frozenset[str]] = frozenset()
+    """Fields whose items are validated one by one later (the webhook's alerts)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        # Neither database stores NUL in text or JSON; refuse it here as bad input.
-        _reject_nul(data, "body")
+    def _storable_text(cls, data: Any) -> Any:
+        # Neither database stores NUL, and no encoder carries a lone surrogate: refuse both here.
+        if isinstance(data, dict):
+            checked = {k: v for k, v in data.items() if k not in cls._checked_per_item}
+            if why := data_problem(checked, "body"):
+                raise ValueError(why)
         return data
 
 
 class ModelCreate(_Request):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="A slug.")
     description: str = Field(default="", max_length=10_000)
     team: str | None = Field(default=None, description="Admins only; others get their own team.")
 
@@ -73,7 +112,7 @@ class VersionCreate(_Request):
     weights_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     note: str = Field(default="", max_length=10_000)
     team: str | None = Field(default=None, description="Owner when this creates the model.")
-    module_depth: int = Field(
+    module_depth: JsonInt = Field(
         default=1, ge=1, le=8, description="Dotted name parts that make a module."
     )
     module_patterns: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
@@ -118,10 +157,8 @@ class SchemaDiffPublic(SchemaDiff):
 
 
 class _ExpectsVersion(_Request):
-    expected_version: int | None = Field(
+    expected_version: VersionInt | None = Field(
         default=None,
-        ge=1,
-        le=2_147_483_647,
         description="Refuse (409) unless the alias is at this version; null: expect no alias.",
     )
 
@@ -131,27 +168,13 @@ class _ExpectsVersion(_Request):
 
 
 class AliasUpdate(_ExpectsVersion):
-    version: int = Field(ge=1, le=2_147_483_647)
+    version: VersionInt
     reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
 
 
 class RollbackRequest(_ExpectsVersion):
-    to: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    to: VersionInt | None = None
     reason: str = Field(default="", max_length=10_000, description="Kept with the move.")
-
-
-class AlertmanagerAlert(_Request):
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
-    generatorURL: str | None = None
-    fingerprint: str = Field(min_length=1, max_length=128)
-
-    def to_alert_in(self) -> AlertIn:
-        """Return the service's form of this alert."""
-        return AlertIn.model_validate(self.model_dump())
 
 
 MAX_ALERTS_PER_WEBHOOK = 1_000
@@ -160,18 +183,28 @@ alerts hold one alert per serving instance, far fewer)."""
 
 
 class AlertmanagerWebhook(_Request):
-    """Alertmanager's webhook payload, version 4."""
+    """Alertmanager's webhook payload, version 4.
+
+    Each alert is validated on its own (as `registry.schemas.AlertIn`): bad ones are reported in the
+    response's ``rejected``, the others recorded, so one bad alert never loses a batch.
+    """
+
+    _checked_per_item = frozenset({"alerts"})
 
     version: Literal["4"]
     groupKey: str
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: JsonInt = Field(default=0, ge=0, le=2**31 - 1)
     status: Literal["firing", "resolved"]
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
-    alerts: list[AlertmanagerAlert] = Field(max_length=MAX_ALERTS_PER_WEBHOOK)
+    alerts: list[dict[str, Any]] = Field(
+        max_length=MAX_ALERTS_PER_WEBHOOK,
+        description="Alertmanager v4 alerts (status, labels, annotations, startsAt, endsAt, "
+        "generatorURL, fingerprint); each is checked on its own.",
+    )
 
 
 class ModelPublic(ModelInfo):
@@ -201,7 +234,12 @@ class IncidentNote(_Request):
 
 
 class IncidentResolve(_Request):
-    note: str = Field(min_length=1, max_length=10_000, description="Why it is resolved.")
+    note: str = Field(
+        min_length=1,
+        max_length=10_000,
+        pattern=r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$",
+        description="Why it is resolved (not only blanks).",
+    )
 
 
 class IncidentReopen(_Request):
@@ -209,7 +247,7 @@ class IncidentReopen(_Request):
 
 
 class IncidentLink(_Request):
-    move: int = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
+    move: JsonInt = Field(ge=1, le=2_147_483_647, description="The alias move (see its history).")
 
 
 class SoakIn(_Request):
@@ -223,10 +261,10 @@ class PolicySet(_Request):
     """The rules a promotion to the alias must pass; an empty body declares it without rules."""
 
     min_role: Literal["reader", "maintainer", "admin"] | None = None
-    require_reference: bool = False
-    no_open_incident: bool = False
+    require_reference: JsonBool = False
+    no_open_incident: JsonBool = False
     soak: SoakIn | None = None
-    approvals: int = Field(default=0, ge=0, le=10)
+    approvals: JsonInt = Field(default=0, ge=0, le=10)
     note: str = Field(default="", max_length=10_000)
 
 
@@ -246,8 +284,13 @@ class ApprovalPublic(ApprovalInfo):
 class TagsSet(_Request):
     tags: dict[
         Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")],
-        Annotated[str, Field(min_length=1, max_length=256)],
-    ] = Field(min_length=1, max_length=64, description="Tags to set (a set key takes the value).")
+        Annotated[str, Field(min_length=1, max_length=256, pattern=TAG_VALUE)],
+    ] = Field(
+        min_length=1,
+        max_length=64,
+        description="Tags to set (a set key takes the value).",
+        json_schema_extra={"additionalProperties": False},  # keys must match the pattern
+    )
 
 
 class StageSet(_Request):
@@ -305,6 +348,9 @@ class IncidentPublic(IncidentInfo):
 class AlertsRecordedPublic(BaseModel):
     received: int
     incidents: list[IncidentPublic]
+    rejected: list[AlertRejected] = Field(
+        default_factory=list, description="Alerts not recorded, by index, and why."
+    )
 
 
 class ReferencePublic(ReferenceInfo):
@@ -327,6 +373,7 @@ _PROBLEM_CONTENT = {
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": text, "content": _PROBLEM_CONTENT}
     for status, text in (
+        (400, "Malformed body (not JSON, or not UTF-8)"),
         (401, "Unauthenticated"),
         (403, "Permission denied"),
         (404, "Not found (or another team's)"),
@@ -346,7 +393,6 @@ class HealthPublic(BaseModel):
 
 __all__ = [
     "PROBLEM_RESPONSES",
-    "AlertmanagerAlert",
     "AlertmanagerWebhook",
     "AlertsRecordedPublic",
     "AliasHistoryPublic",

@@ -14,6 +14,7 @@ from registry.service.incidents import (
     link_incident,
     list_incidents,
     record_alerts,
+    record_webhook,
     reopen_incident,
     resolve_incident,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "promote",
     "read_profile_metadata",
     "record_alerts",
+    "record_webhook",
     "register_version",
     "remove_policy",
     "remove_tags",

@@ -10,9 +10,13 @@ from sqlalchemy.orm import Session
 
 from registry.errors import InvalidInput, NotFound, PermissionDenied
 from registry.models import Alias, Model, ModelVersion, Team
-from registry.schemas import Actor, AliasInfo, ModelInfo, VersionInfo
+from registry.schemas import MAX_INT4, Actor, AliasInfo, ModelInfo, VersionInfo
+from registry.text import readable
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_CURSOR = re.compile(r"[0-9]{1,19}")  # ASCII digits: "²".isdigit() is True
+MAX_INT8 = 9_223_372_036_854_775_807
+"""Largest value of the 64-bit columns (audit sequence numbers)."""
 
 
 def check_slug(value: str, what: str) -> str:
@@ -241,16 +245,16 @@ def alias_info(model_name: str, alias: Alias, version: int, previous: int | None
     )
 
 
-def parse_cursor(cursor: str | None) -> int | None:
-    """Return the integer keyset position in ``cursor``.
+def parse_cursor(cursor: str | None, *, maximum: int = MAX_INT4) -> int | None:
+    """Return the integer keyset position in ``cursor`` (``maximum``: its column's largest).
 
     Raises:
-        InvalidInput: if the cursor is not a positive integer.
+        InvalidInput: if the cursor is not a decimal integer in 1..``maximum``.
     """
     if cursor is None:
         return None
-    if not cursor.isdigit() or int(cursor) < 1:
-        raise InvalidInput(f"invalid cursor {cursor!r}")
+    if not _CURSOR.fullmatch(cursor) or not 1 <= int(cursor) <= maximum:
+        raise InvalidInput(f"invalid cursor {readable(cursor)[:40]!r}: use a next_cursor")
     return int(cursor)
 
 

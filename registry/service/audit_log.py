@@ -8,7 +8,7 @@ from registry import audit
 from registry.db import Database
 from registry.models import AuditEvent, Model, Team
 from registry.schemas import Actor, AuditEventInfo, AuditReport, Checkpoint, Page
-from registry.service._common import check_limit, parse_cursor, visible_model
+from registry.service._common import MAX_INT8, check_limit, parse_cursor, visible_model
 
 
 def _info(row: AuditEvent) -> AuditEventInfo:
@@ -39,7 +39,7 @@ def list_audit(
         NotFound: unknown or invisible ``model``. InvalidInput: bad limit or cursor.
     """
     check_limit(limit)
-    before = parse_cursor(cursor)
+    before = parse_cursor(cursor, maximum=MAX_INT8)
     with db.read() as session:
         query = select(AuditEvent)
         if model is not None:

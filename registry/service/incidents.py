@@ -7,8 +7,12 @@ its fingerprint, and is ignored when none is open.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,9 +20,11 @@ from registry import audit
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import Alias, AliasMove, Incident, Model, ModelVersion, Team, utcnow
-from registry.schemas import Actor, AlertIn, IncidentInfo
+from registry.schemas import Actor, AlertIn, AlertRejected, AlertsOutcome, IncidentInfo
 from registry.service._common import can_see, require_writer, version_row, visible_model
+from registry.text import readable, readable_data
 
+_NOT_BLANK = re.compile("[^\x00\t\n\v\f\r ]")  # what the API schema states, too
 STATUSES = ("open", "acknowledged", "resolved")
 """Status filters: ``acknowledged`` is an open incident someone acknowledged."""
 
@@ -28,14 +34,15 @@ def _info(session: Session, row: Incident) -> IncidentInfo:
     version = session.get(ModelVersion, row.version_id) if row.version_id is not None else None
     return IncidentInfo(
         id=row.id,
-        fingerprint=row.fingerprint,
+        # Rows written before text was checked at the boundary may hold lone surrogates.
+        fingerprint=readable(row.fingerprint),
         status=row.status,
-        alertname=row.alertname,
+        alertname=readable(row.alertname),
         model=model.name if model else None,
         version=version.version if version else None,
-        module=row.module,
-        labels=row.labels,
-        annotations=row.annotations,
+        module=readable(row.module) if row.module is not None else None,
+        labels=readable_data(row.labels),
+        annotations=readable_data(row.annotations),
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         created_at=row.created_at,
@@ -48,14 +55,14 @@ def _info(session: Session, row: Incident) -> IncidentInfo:
     )
 
 
-_Links = dict[tuple[str | None, str], tuple[Model | None, ModelVersion | None]]
+_Links = dict[tuple[str | None, int | None], tuple[Model | None, ModelVersion | None]]
 
 
 def _link(
     session: Session, actor: Actor, alert: AlertIn, cache: _Links
 ) -> tuple[Model | None, ModelVersion | None]:
     """Find the model and version the alert's labels name, if the actor may see them."""
-    key = (alert.labels.get("model"), alert.labels.get("version", ""))
+    key = (alert.labels.get("model"), alert.version_number)
     if key not in cache:
         cache[key] = _find(session, actor, alert)
     return cache[key]
@@ -65,15 +72,17 @@ def _find(
     session: Session, actor: Actor, alert: AlertIn
 ) -> tuple[Model | None, ModelVersion | None]:
     name = alert.labels.get("model")
-    model = session.scalars(select(Model).where(Model.name == name)).one_or_none() if name else None
+    if not name or len(name) > 64:  # longer names fit no model (String(64))
+        return None, None
+    model = session.scalars(select(Model).where(Model.name == name)).one_or_none()
     if model is None or not can_see(session, actor, model):
         return None, None
-    raw = alert.labels.get("version", "")
-    if not raw.isdigit():
+    number = alert.version_number
+    if number is None:
         return model, None
     version = session.scalars(
         select(ModelVersion).where(
-            ModelVersion.model_id == model.id, ModelVersion.version == int(raw)
+            ModelVersion.model_id == model.id, ModelVersion.version == number
         )
     ).one_or_none()
     return model, version
@@ -100,7 +109,7 @@ def _record(session: Session, actor: Actor, alert: AlertIn, links: _Links) -> In
         incident = Incident(
             fingerprint=alert.fingerprint,
             status="open",
-            alertname=alert.labels.get("alertname", "unknown")[:128],
+            alertname=alert.labels.get("alertname", "unknown"),
             model_id=model.id if model else None,
             version_id=version.id if version else None,
             module=(alert.labels.get("module") or None),
@@ -165,6 +174,50 @@ def record_alerts(db: Database, actor: Actor, alerts: list[AlertIn]) -> list[Inc
     return db.write(work)
 
 
+def _parse_alert(index: int, raw: Any) -> AlertIn | AlertRejected:
+    try:
+        return AlertIn.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"loc": readable(".".join(str(p) for p in e["loc"])) or "alert",
+             "msg": readable(e["msg"])}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+    fingerprint = raw.get("fingerprint") if isinstance(raw, dict) else None
+    if not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= 128:
+        fingerprint = None
+    return AlertRejected(
+        index=index, fingerprint=readable(fingerprint) if fingerprint else None, errors=errors
+    )
+
+
+def record_webhook(db: Database, actor: Actor, alerts: Sequence[Any]) -> AlertsOutcome:
+    """Validate each alert of a webhook on its own and record the good ones in one transaction.
+
+    An alert that fails validation (a naive or out-of-range timestamp, a lone surrogate, a
+    label too long for its column…) is reported in ``rejected`` and changes nothing; the others
+    are recorded as ``record_alerts`` does. A ``version`` label that is not a version number
+    (ASCII digits, 1..2^31-1) leaves the incident without a version link.
+
+    Returns:
+        The incidents touched and the alerts refused, each in alert order.
+
+    Raises:
+        PermissionDenied: reader.
+    """
+    require_writer(actor)
+    good: list[AlertIn] = []
+    rejected: list[AlertRejected] = []
+    for index, raw in enumerate(alerts):
+        parsed = _parse_alert(index, raw)
+        if isinstance(parsed, AlertIn):
+            good.append(parsed)
+        else:
+            rejected.append(parsed)
+    incidents = record_alerts(db, actor, good) if good else []
+    return AlertsOutcome(incidents=incidents, rejected=rejected)
+
+
 def list_incidents(
     db: Database,
     actor: Actor,
@@ -178,23 +231,21 @@ def list_incidents(
 ) -> list[IncidentInfo]:
     """Return incidents newest first; non-admins see only those of their team's models.
 
-    ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` needs
-    ``model``; ``since``/``until`` bound when the incident started.
+    ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` without
+    ``model`` matches that version number of any visible model; ``since``/``until`` bound when
+    the incident started.
 
     Raises:
         NotFound: unknown or invisible ``model``, or no such version.
-        InvalidInput: unknown status, ``version`` without ``model``, a naive or reversed time
-        range.
+        InvalidInput: unknown status, a naive time (a reversed range is empty).
     """
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-    if version is not None and model is None:
-        raise InvalidInput("a version filter needs the model too")
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput("--since and --until need a timezone (e.g. 2024-05-01T12:00:00Z)")
     if since is not None and until is not None and since > until:
-        raise InvalidInput("--since is after --until")
+        return []  # an empty range
     with db.read() as session:
         query = select(Incident)
         if model is not None:
@@ -202,11 +253,15 @@ def list_incidents(
             query = query.where(Incident.model_id == owner.id)
             if version is not None:
                 query = query.where(Incident.version_id == version_row(session, owner, version).id)
-        elif actor.role != "admin":
-            own = (
-                select(Model.id).join(Team, Team.id == Model.team_id).where(Team.name == actor.team)
-            )
-            query = query.where(Incident.model_id.in_(own))
+        else:
+            if version is not None:  # that version number of any model the actor sees
+                numbered = select(ModelVersion.id).where(ModelVersion.version == version)
+                query = query.where(Incident.version_id.in_(numbered))
+            if actor.role != "admin":
+                own = select(Model.id).join(Team, Team.id == Model.team_id).where(
+                    Team.name == actor.team
+                )
+                query = query.where(Incident.model_id.in_(own))
         if status == "acknowledged":
             query = query.where(Incident.status == "open", Incident.acknowledged_at.is_not(None))
         elif status is not None:
@@ -249,7 +304,7 @@ def get_incident(db: Database, actor: Actor, incident_id: int) -> IncidentInfo:
 
 
 def _check_note(note: str, what: str, *, required: bool = False) -> str:
-    if required and not note.strip():
+    if required and not _NOT_BLANK.search(note):
         raise InvalidInput(f"{what} needs a note saying why")
     if len(note) > 10_000 or "\x00" in note:
         raise InvalidInput(f"a {what} note is at most 10,000 characters, without NUL")
@@ -406,6 +461,7 @@ __all__ = [
     "link_incident",
     "list_incidents",
     "record_alerts",
+    "record_webhook",
     "reopen_incident",
     "resolve_incident",
 ]

@@ -18,7 +18,16 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from registry import audit
-from registry.config import CanonicalConfig, canonicalize, load_config_text, plain_config
+from registry.config import (
+    DEFAULT_LIMITS,
+    CanonicalConfig,
+    ConfigLimits,
+    canonical_json,
+    canonicalize,
+    check_config_size,
+    load_config_text,
+    plain_config,
+)
 from registry.config_schema import check_config, compile_stored
 from registry.db import Database
 from registry.errors import ConfigError, Conflict, NotFound, PermissionDenied
@@ -220,15 +229,17 @@ def _lock(conn: Connection, model: str) -> _Locked | None:
     )
 
 
-def _plain(config: ConfigInput, source: str) -> dict[str, Any]:
+def _plain(config: ConfigInput, source: str, limits: ConfigLimits) -> dict[str, Any]:
     if isinstance(config, CanonicalConfig):
         return dict(config.data)
     if isinstance(config, str):
-        return load_config_text(config, source=source)
+        return load_config_text(config, source=source, limits=limits)
     try:
-        return plain_config(config)
+        plain = plain_config(config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.detail}") from exc
+    check_config_size(canonical_json(plain), limits, source=source)
+    return plain
 
 
 def _canonical(model: str, found: _Locked, plain: dict[str, Any], source: str) -> CanonicalConfig:
@@ -251,6 +262,7 @@ def register_version(
     team: str | None = None,
     config_source: str = "config",
     allowed_roots: Sequence[Path] | None = None,
+    config_limits: ConfigLimits = DEFAULT_LIMITS,
 ) -> RegisterResult:
     """Register a version of ``model`` from its raw config and weights; creates the model first.
 
@@ -264,13 +276,15 @@ def register_version(
             model's owner.
         allowed_roots: ``None`` accepts any local path; otherwise local weights and pipeline
             directories must lie inside these directories (``[]`` refuses local files).
+        config_limits: bounds on the config's size, nesting and parse time.
 
     Returns:
         The version and whether it was created. The same config hash, weights digest and
         pipeline digest as the latest version return that version (``created=False``, no event).
 
     Raises:
-        ConfigError: malformed YAML, non-JSON data, or every violation of the model's schema.
+        ConfigError: malformed YAML, non-JSON data, a config over ``config_limits``, or every
+            violation of the model's schema.
         InvalidInput: bad model name, refused or malformed weights or pipeline.
         PermissionDenied: reader, or another team's team. NotFound: another team's model, or an
         unknown team. Conflict: ``team`` is not the existing model's owner.
@@ -278,7 +292,7 @@ def register_version(
     require_writer(actor)
     check_slug(model, "model name")
     owner = owner_team(actor, team)
-    plain = _plain(config, config_source)
+    plain = _plain(config, config_source, config_limits)
     if isinstance(weights, WeightsInfo):
         info = weights
     else:

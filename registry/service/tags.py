@@ -6,6 +6,7 @@ outside the immutability trigger. An archived version can no longer be promoted.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select, update
@@ -26,6 +27,9 @@ from registry.service._common import (
 
 MAX_TAGS = 64
 """Tags one version may carry (and filters one listing may name)."""
+
+
+_TAG_VALUE = re.compile("[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,256}")
 
 
 def parse_tags(specs: Sequence[str] | None) -> dict[str, str] | None:
@@ -50,11 +54,35 @@ def parse_tags(specs: Sequence[str] | None) -> dict[str, str] | None:
     return tags
 
 
+def parse_tag_filter(specs: Sequence[str] | None) -> dict[str, str] | None:
+    """Return ``key=value`` filter specs as a mapping (None for None).
+
+    Looser than `parse_tags` on values: a value no tag can hold simply matches nothing.
+
+    Raises:
+        InvalidInput: a spec without ``=``, a bad key, a key given twice with two values.
+    """
+    if specs is None:
+        return None
+    tags: dict[str, str] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not value:
+            raise InvalidInput(f"tag {spec[:80]!r}: write KEY=VALUE")
+        check_slug(key, "tag key")
+        if tags.setdefault(key, value) != value:
+            raise InvalidInput(f"tag {key!r} given twice with different values")
+    return tags
+
+
 def check_tag(key: str, value: str) -> None:
-    """Raise InvalidInput unless ``key`` is a slug and ``value`` 1-256 printable characters."""
+    """Raise InvalidInput unless ``key`` is a slug and ``value`` 1-256 characters of valid text
+    without control characters (C0, DEL, C1)."""
     check_slug(key, "tag key")
-    if not 1 <= len(value) <= 256 or not value.isprintable():
-        raise InvalidInput(f"tag {key!r}: a value is 1-256 printable characters")
+    if not 1 <= len(value) <= 256 or not _TAG_VALUE.fullmatch(value):
+        raise InvalidInput(
+            f"tag {key!r}: a value is 1-256 characters without control characters"
+        )
 
 
 def _tag_info(model: str, version: int, row: VersionTag) -> TagInfo:
@@ -242,6 +270,7 @@ __all__ = [
     "MAX_TAGS",
     "check_tag",
     "list_tags",
+    "parse_tag_filter",
     "parse_tags",
     "remove_tags",
     "set_stage",

@@ -14,8 +14,11 @@ from registry.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from registry.models import ROLES, ApiToken, Team, utcnow
 from registry.schemas import Actor, TeamInfo, TokenInfo
 from registry.service._common import check_slug, require_admin, team_id_for
+from registry.text import text_problem
 
 TOKEN_PREFIX = "mmgov_"  # noqa: S105 — a public marker, not a secret
+MAX_TOKEN_NAME = 63
+"""A token acts as ``team/name``: a 64-character team, ``/`` and 63 fill the 128 of an actor."""
 """Every secret starts with this, so leaked tokens are recognisable (and scannable)."""
 
 
@@ -89,8 +92,12 @@ def create_token(
     require_admin(actor, "create tokens")
     if role not in ROLES:
         raise InvalidInput(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
-    if not name or len(name) > 128:
-        raise InvalidInput("token name must be 1-128 characters")
+    # The token acts as "team/name", and every audit row stores that in a String(128).
+    if not name or len(name) > MAX_TOKEN_NAME or text_problem(name) or not name.isprintable():
+        raise InvalidInput(
+            f"token name must be 1-{MAX_TOKEN_NAME} printable characters "
+            "(the token acts as team/name, at most 128)"
+        )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
 
     def work(session: Session) -> TokenInfo:
@@ -186,10 +193,12 @@ def authenticate(db: Database, secret: str) -> Actor:
     if found is None or found[0].revoked_at is not None:
         raise failure
     token, team = found
-    return Actor(name=f"{team}/{token.name}", team=team, role=token.role)
+    # Tokens named before names were bounded would overflow the actor columns: cut to fit.
+    return Actor(name=f"{team}/{token.name}"[:128], team=team, role=token.role)
 
 
 __all__ = [
+    "MAX_TOKEN_NAME",
     "TOKEN_PREFIX",
     "authenticate",
     "create_team",

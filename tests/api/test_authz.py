@@ -29,8 +29,7 @@ def alert(fingerprint: str, version: str = "1", status: str = "firing") -> Alert
     })
 
 V1 = "/api/v1"
-PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/metrics", "/sign-in", "/static/{name}", "/docs",
-                    "/redoc"}
+PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/sign-in", "/static/{name}", "/docs", "/redoc"}
 REF = "format=npz-v1&n_samples=3&modules=image_encoder"
 
 # (method, template, concrete path, JSON body or raw bytes) → status for
@@ -111,7 +110,7 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      (401, 403, 200, 200, 404)),
     ("GET", "/healthz", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", "/readyz", None, (200, 200, 200, 200, 200)),
-    ("GET", "/metrics", "/metrics", None, (200, 200, 200, 200, 200)),
+    ("GET", "/metrics", "/metrics", None, (401, 403, 403, 200, 403)),
 ]
 CALLERS = (None, "reader", "maintainer", "admin", "other")
 

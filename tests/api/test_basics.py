@@ -280,7 +280,7 @@ class TestProbes:
         _register(client, registry_db, 1)
         client.put(f"{V1}/models/mm/aliases/production", json={"version": 1},
                    headers=registry_db.headers("maintainer"))
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers=registry_db.headers("admin")).text
         assert ('mmgov_api_requests_total{method="POST",route="/api/v1/models/{name}/versions",'
                 'status="201"} 1.0') in text
         assert 'mmgov_registry_versions{model="mm"} 1.0' in text

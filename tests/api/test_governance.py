@@ -74,7 +74,7 @@ class TestTagsAndStages:
         assert found[0]["tags"] == {"dataset": "coco"}
         bad = client.get(f"{V1}/models/mm/versions", params={"tag": "dataset"}, headers=h)
         assert bad.status_code == 422
-        assert "KEY=VALUE" in bad.json()["detail"]
+        assert bad.json()["detail"].startswith("query.tag.0: String should match pattern")
         r = client.delete(f"{V1}/models/mm/versions/3/tags/dataset", headers=h)
         assert r.status_code == 200
         assert r.json() == []

@@ -37,7 +37,9 @@ def test_smoke_and_memory(registry_db: Registry):
         assert c.get(f"{V1}/models/mm/aliases/production",
                      headers={**h, "If-None-Match": got.headers["etag"]}).status_code == 304
         assert c.get(f"{V1}/models", headers={}).status_code == 401
-        assert "mmgov_registry_versions" in c.get("/metrics").text
+        assert c.get("/metrics").status_code == 401
+        assert "mmgov_registry_versions" in c.get(
+            "/metrics", headers=registry_db.headers("admin")).text
         assert _rss_kib(proc.pid) < 200 * 1024
 
 
@@ -56,7 +58,7 @@ def test_32_concurrent_registrations(registry_db: Registry):
         assert [r.status_code for r in responses] == [201] * 32, [r.text for r in responses]
         assert sorted(r.json()["version"]["version"] for r in responses) == list(range(1, 33))
         with httpx.Client(base_url=base) as c:
-            metrics = c.get("/metrics").text
+            metrics = c.get("/metrics", headers=registry_db.headers("admin")).text
         # Multiprocess mode: both workers' counts are merged into one series.
         assert ('mmgov_api_requests_total{method="POST",route="/api/v1/models/{name}/versions",'
                 'status="201"} 32.0') in metrics

@@ -72,8 +72,9 @@ def prometheus_config(path: Path, *, metrics_port: int, alertmanager_port: int) 
     config["alerting"]["alertmanagers"][0]["static_configs"] = [
         {"targets": [f"127.0.0.1:{alertmanager_port}"]}
     ]
-    scrape = config["scrape_configs"][0]
+    scrape = config["scrape_configs"][0]  # the serving process; the sidecar job is not needed
     scrape["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
+    config["scrape_configs"] = [scrape]
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 

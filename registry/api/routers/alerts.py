@@ -1,8 +1,8 @@
-"""The Alertmanager webhook: each alert becomes (or resolves) an incident."""
+"""The Alertmanager webhook: each alert becomes (or resolves) an incident, or is reported back."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from registry import service
 from registry.api.deps import AlertsDep, DbDep
@@ -12,10 +12,18 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
 @router.post("", response_model=AlertsRecordedPublic)
-def receive_alerts(body: AlertmanagerWebhook, db: DbDep, actor: AlertsDep) -> AlertsRecordedPublic:
-    """Record a webhook payload (Bearer: the alerts token, not a user token)."""
-    incidents = service.record_alerts(db, actor, [a.to_alert_in() for a in body.alerts])
+def receive_alerts(
+    request: Request, body: AlertmanagerWebhook, db: DbDep, actor: AlertsDep
+) -> AlertsRecordedPublic:
+    """Record a webhook payload (Bearer: the alerts token, not a user token).
+
+    Bad alerts never fail the batch (Alertmanager retries a 5xx forever): they are listed in
+    ``rejected`` and counted in ``mmgov_api_alerts_rejected_total``.
+    """
+    outcome = service.record_webhook(db, actor, body.alerts)
+    request.app.state.metrics.alerts_rejected.inc(len(outcome.rejected))
     return AlertsRecordedPublic(
         received=len(body.alerts),
-        incidents=[IncidentPublic.model_validate(i.model_dump()) for i in incidents],
+        incidents=[IncidentPublic.model_validate(i.model_dump()) for i in outcome.incidents],
+        rejected=outcome.rejected,
     )

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep, run_read
-from registry.api.routers._params import AliasName, Cursor, Limit, ModelName, link_next
+from registry.api.routers._params import (
+    AliasName,
+    Cursor,
+    Limit,
+    ModelName,
+    Moment,
+    cursor_text,
+    link_next,
+)
 from registry.api.schemas import (
     AliasHistoryPublic,
     AliasPublic,
@@ -124,13 +131,14 @@ def alias_history(
     db: DbDep,
     actor: ActorDep,
     at: Annotated[
-        datetime | None,
+        Moment | None,
         Query(description="A moment (with timezone): only the move in force then."),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> AliasHistoryPublic:
     """Every move of the alias newest first (promote, rollback: actor, reason, audit seq)."""
-    found = service.alias_history(db, actor, name, alias, at=at, limit=limit, cursor=cursor)
+    found = service.alias_history(db, actor, name, alias, at=at, limit=limit,
+                                 cursor=cursor_text(cursor))
     link_next(request, response, found.next_cursor)
     return AliasHistoryPublic.model_validate(found.model_dump())

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep
-from registry.api.routers._params import Cursor, Limit, ModelFilter, link_next
+from registry.api.routers._params import Limit, ModelFilter, SeqCursor, cursor_text, link_next
 from registry.api.schemas import AuditEventsPublic, AuditReportPublic
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -20,10 +20,10 @@ def list_audit(
     actor: ActorDep,
     model: ModelFilter = None,
     limit: Limit = 100,
-    cursor: Cursor = None,
+    cursor: SeqCursor = None,
 ) -> AuditEventsPublic:
     """List audit events newest first (non-admins: their team's models only)."""
-    page = service.list_audit(db, actor, model=model, limit=limit, cursor=cursor)
+    page = service.list_audit(db, actor, model=model, limit=limit, cursor=cursor_text(cursor))
     link_next(request, response, page.next_cursor)
     return AuditEventsPublic.model_validate(page.model_dump())
 

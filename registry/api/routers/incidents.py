@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep
-from registry.api.routers._params import MAX_INT, ModelFilter
+from registry.api.routers._params import MAX_INT, ModelFilter, Moment
 from registry.api.schemas import (
     IncidentLink,
     IncidentNote,
@@ -28,12 +27,12 @@ def list_incidents(
     actor: ActorDep,
     model: ModelFilter = None,
     status: Literal["open", "acknowledged", "resolved"] | None = None,
-    module: Annotated[str | None, Query(max_length=128)] = None,
+    module: Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00]*$")] = None,
     version: Annotated[
-        int | None, Query(ge=1, le=MAX_INT, description="Needs `model`.")
+        int | None, Query(ge=1, le=MAX_INT, description="Without `model`: of any model.")
     ] = None,
-    since: Annotated[datetime | None, Query(description="Started at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Started at or before.")] = None,
+    since: Annotated[Moment | None, Query(description="Started at or after.")] = None,
+    until: Annotated[Moment | None, Query(description="Started at or before.")] = None,
 ) -> list[IncidentPublic]:
     """List incidents newest first, filtered by model, version, status, module, start time."""
     found = service.list_incidents(

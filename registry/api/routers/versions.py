@@ -14,6 +14,7 @@ from registry.api.routers._params import (
     Limit,
     ModelName,
     VersionNumber,
+    cursor_text,
     link_next,
 )
 from registry.api.schemas import (
@@ -25,7 +26,7 @@ from registry.api.schemas import (
 )
 from registry.schemas import Stage
 from registry.service import WeightsSource
-from registry.service.tags import parse_tags
+from registry.service.tags import parse_tag_filter
 from registry.weights import ModuleGrouping
 
 router = APIRouter(prefix="/models/{name}", tags=["versions"])
@@ -67,6 +68,7 @@ def register_version(
         note=body.note,
         team=body.team,
         allowed_roots=settings.weights_root_paths(),
+        config_limits=settings.config_limits(),
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -83,8 +85,10 @@ def list_versions(
     limit: Limit = 50,
     cursor: Cursor = None,
     tag: Annotated[
-        list[str] | None,
+        list[Annotated[str, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}=[^\x00]{1,256}$")]]
+        | None,
         Query(
+            max_length=64,
             description="key=value: only versions carrying this tag (repeat for several).",
         ),
     ] = None,
@@ -92,7 +96,8 @@ def list_versions(
 ) -> VersionsPublic:
     """List versions newest first; follow ``next_cursor`` (or the Link header) for more."""
     page = service.list_versions(
-        db, actor, name, limit=limit, cursor=cursor, tags=parse_tags(tag), stage=stage
+        db, actor, name, limit=limit, cursor=cursor_text(cursor), tags=parse_tag_filter(tag),
+        stage=stage,
     )
     link_next(request, response, page.next_cursor)
     return VersionsPublic.model_validate(page.model_dump())
