@@ -17,7 +17,7 @@ from registry.service.policies import format_duration
 
 
 class _AliasesGroup(TyperGroup):
-    """`mmgov aliases MODEL` lists; `history` is a subcommand."""
+    """`mmgov aliases MODEL` lists; `history` and `free` are subcommands."""
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
@@ -25,7 +25,9 @@ class _AliasesGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-aliases_app = typer.Typer(cls=_AliasesGroup, help="Aliases of a model: list, history (--at T).")
+aliases_app = typer.Typer(
+    cls=_AliasesGroup, help="Aliases of a model: list, history (--at T), free on|off."
+)
 app.add_typer(aliases_app, name="aliases")
 
 
@@ -84,6 +86,28 @@ def aliases_history(
         text = f"{model}@{alias} at {moment.isoformat()}: version {found.version_at}\n{text}"
     elif found.next_cursor is not None:
         text += f"\nmore: --cursor {found.next_cursor}"
+    emit(ctx, found, text)
+
+
+@aliases_app.command("free")
+def aliases_free(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    switch: Annotated[
+        str, typer.Argument(metavar="on|off", help="on: any alias; off: declared ones only.")
+    ],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Allow (on) or refuse (off) new aliases MODEL does not declare (admins; audited)."""
+    s = state(ctx)
+    if switch not in ("on", "off"):
+        raise InvalidInput(f"{switch!r}: write on or off")
+    found = service.set_free_aliases(s.db, s.actor, model=model, free=switch == "on", note=note)
+    declared = ", ".join(found.declared) or "none"
+    if found.free_aliases:
+        text = f"{model}: free aliases on: any alias may be created (declared: {declared})"
+    else:
+        text = f"{model}: free aliases off: only declared aliases may be created ({declared})"
     emit(ctx, found, text)
 
 

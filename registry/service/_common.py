@@ -221,6 +221,7 @@ def model_info(session: Session, model: Model) -> ModelInfo:
         latest_version=model.next_version or None,
         created_at=model.created_at,
         created_by=model.created_by,
+        free_aliases=model.free_aliases,
     )
 
 
