@@ -10,7 +10,7 @@ from typer._click.core import Context as ClickContext  # typer vendors click
 from typer.core import TyperGroup
 
 from registry import service
-from registry.cli import app, emit, state, table
+from registry.cli import PageCursor, PageLimit, app, emit, more, state, table
 from registry.errors import InvalidInput
 from registry.schemas import PolicyRules, SoakRule
 from registry.service.policies import format_duration
@@ -187,13 +187,16 @@ def incident_list(
     until: Annotated[
         str | None, typer.Option(metavar="TIME", help="Started at or before (ISO 8601).")
     ] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> None:
     """List incidents newest first, with filters."""
     s = state(ctx)
-    found = service.list_incidents(
+    page = service.list_incidents(
         s.existing_db, s.actor, model=model, status=status, module=module, version=version,
         since=parse_moment(since, "--since") if since else None,
         until=parse_moment(until, "--until") if until else None,
+        limit=limit, cursor=cursor,
     )
     rows = [
         (
@@ -202,10 +205,10 @@ def incident_list(
             i.alertname, i.model, i.version, i.module, i.starts_at, i.ends_at,
             i.acknowledged_by or i.resolved_by,
         )
-        for i in found
+        for i in page.items
     ]
     headers = ["ID", "STATUS", "ALERT", "MODEL", "VERSION", "MODULE", "STARTS", "ENDS", "BY"]
-    emit(ctx, found, table(headers, rows))
+    emit(ctx, page, table(headers, rows) + more(page.next_cursor))
 
 
 @incident_app.command("show")

@@ -242,17 +242,34 @@ def alias_info(model_name: str, alias: Alias, version: int, previous: int | None
     )
 
 
-def parse_cursor(cursor: str | None) -> int | None:
+MAX_INT32 = 2_147_483_647
+"""Ids and version numbers are 32-bit integers in the database: a larger cursor is no position."""
+
+
+def parse_cursor(cursor: str | None, maximum: int = MAX_INT32) -> int | None:
     """Return the integer keyset position in ``cursor``.
 
     Raises:
-        InvalidInput: if the cursor is not a positive integer.
+        InvalidInput: if the cursor is not an integer in 1..maximum.
     """
     if cursor is None:
         return None
-    if not cursor.isdigit() or int(cursor) < 1:
-        raise InvalidInput(f"invalid cursor {cursor!r}")
+    if not cursor.isascii() or not cursor.isdigit() or not 1 <= int(cursor) <= maximum:
+        raise InvalidInput(f"invalid cursor {cursor!r}: pass back a next_cursor")
     return int(cursor)
+
+
+def parse_name_cursor(cursor: str | None) -> str | None:
+    """Return the name keyset position in ``cursor`` (listings ordered by a slug name).
+
+    Raises:
+        InvalidInput: if the cursor is not a slug.
+    """
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or _SLUG.fullmatch(cursor) is None:
+        raise InvalidInput(f"invalid cursor {cursor!r}: pass back a next_cursor")
+    return cursor
 
 
 def check_limit(limit: int, maximum: int = 1000) -> int:

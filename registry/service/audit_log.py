@@ -39,7 +39,7 @@ def list_audit(
         NotFound: unknown or invisible ``model``. InvalidInput: bad limit or cursor.
     """
     check_limit(limit)
-    before = parse_cursor(cursor)
+    before = parse_cursor(cursor, maximum=2**63 - 1)  # seq is a BIGINT
     with db.read() as session:
         query = select(AuditEvent)
         if model is not None:

@@ -16,8 +16,15 @@ from registry import audit
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import Alias, AliasMove, Incident, Model, ModelVersion, Team, utcnow
-from registry.schemas import Actor, AlertIn, IncidentInfo
-from registry.service._common import can_see, require_writer, version_row, visible_model
+from registry.schemas import Actor, AlertIn, IncidentInfo, Page
+from registry.service._common import (
+    can_see,
+    check_limit,
+    parse_cursor,
+    require_writer,
+    version_row,
+    visible_model,
+)
 
 STATUSES = ("open", "acknowledged", "resolved")
 """Status filters: ``acknowledged`` is an open incident someone acknowledged."""
@@ -175,8 +182,11 @@ def list_incidents(
     version: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[IncidentInfo]:
-    """Return incidents newest first; non-admins see only those of their team's models.
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[IncidentInfo]:
+    """Return incidents newest first, ``limit`` at a time (keyset on the id); non-admins see
+    only those of their team's models.
 
     ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` needs
     ``model``; ``since``/``until`` bound when the incident started.
@@ -184,8 +194,10 @@ def list_incidents(
     Raises:
         NotFound: unknown or invisible ``model``, or no such version.
         InvalidInput: unknown status, ``version`` without ``model``, a naive or reversed time
-        range.
+        range, a bad limit or cursor.
     """
+    check_limit(limit)
+    before = parse_cursor(cursor)
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
     if version is not None and model is None:
@@ -217,7 +229,12 @@ def list_incidents(
             query = query.where(Incident.starts_at >= since)
         if until is not None:
             query = query.where(Incident.starts_at <= until)
-        return [_info(session, r) for r in session.scalars(query.order_by(Incident.id.desc()))]
+        if before is not None:
+            query = query.where(Incident.id < before)
+        rows = session.scalars(query.order_by(Incident.id.desc()).limit(limit + 1)).all()
+        items = [_info(session, r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return Page[IncidentInfo](items=items, next_cursor=str(items[-1].id) if more else None)
 
 
 def _visible_incident(session: Session, actor: Actor, incident_id: int) -> Incident:

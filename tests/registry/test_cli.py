@@ -464,7 +464,7 @@ def test_write_commands_still_start_a_new_sqlite_registry(tmp_path: Path) -> Non
     code, out, err = _invoke("--db", url, "team", "create", "ml")
     assert (code, out) == (0, "team ml created\n"), err
     code, out, _ = _invoke("--db", url, "--json", "team", "list")
-    assert [t["name"] for t in json.loads(out)] == ["ml"]
+    assert [t["name"] for t in json.loads(out)["items"]] == ["ml"]
 
 
 # --- serve's hint -------------------------------------------------------------------------------
@@ -480,5 +480,5 @@ def test_serve_without_tokens_suggests_commands_that_work(mmgov: Run) -> None:
     assert len(suggested) == 2, err
     for command in suggested:
         mmgov(*shlex.split(command))
-    tokens = json.loads(mmgov("--json", "token", "list"))
+    tokens = json.loads(mmgov("--json", "token", "list"))["items"]
     assert [(t["team"], t["role"]) for t in tokens] == [("ml", "admin")]

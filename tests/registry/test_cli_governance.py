@@ -174,7 +174,7 @@ class TestPolicyCli:
         assert out.strip() == (
             "clip: free aliases on: any alias may be created (declared: production, staging)"
         )
-        assert json.loads(mmgov("--json", "models"))[0]["free_aliases"] is True
+        assert json.loads(mmgov("--json", "models"))["items"][0]["free_aliases"] is True
         mmgov("promote", "clip", "1", "--alias", "canary")
         out = mmgov("aliases", "free", "clip", "off")
         assert out.strip() == (

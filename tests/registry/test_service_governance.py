@@ -234,7 +234,7 @@ class TestIncidentLifecycle:
         with pytest.raises(Conflict, match="acknowledged by mo"):
             service.acknowledge_incident(incidents, admin, 1)
         acknowledged = service.list_incidents(incidents, admin, status="acknowledged")
-        assert [i.id for i in acknowledged] == [1]
+        assert [i.id for i in acknowledged.items] == [1]
         done = service.resolve_incident(incidents, maint, 1, note="retrained encoder")
         assert (done.status, done.resolved_by, done.resolution_note) == (
             "resolved", "mo", "retrained encoder"
@@ -263,7 +263,8 @@ class TestIncidentLifecycle:
     def test_filters(self, incidents: Database, admin: Actor):
         """By status, module, version (with model) and start time."""
         def ids(**kw: object) -> list[int]:
-            return [i.id for i in service.list_incidents(incidents, admin, **kw)]  # type: ignore[arg-type]
+            found = service.list_incidents(incidents, admin, **kw)  # type: ignore[arg-type]
+            return [i.id for i in found.items]
 
         assert ids() == [3, 2, 1]
         assert ids(module="vision") == [3, 1]

@@ -17,6 +17,11 @@ AliasName = Annotated[str, Path(pattern=SLUG, description="The alias name, e.g. 
 VersionNumber = Annotated[int, Path(ge=1, le=MAX_INT)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")]
+IdCursor = Annotated[
+    str | None,
+    Query(pattern=r"^[1-9][0-9]{0,9}$", description="The last id of the previous page."),
+]
+"""A 32-bit id; one above 2147483647 passes the pattern and is refused (422) by the service."""
 ModelFilter = Annotated[str | None, Query(pattern=SLUG)]
 
 
@@ -32,6 +37,7 @@ __all__ = [
     "SLUG",
     "AliasName",
     "Cursor",
+    "IdCursor",
     "Limit",
     "ModelFilter",
     "ModelName",
