@@ -358,7 +358,7 @@ def _run(
     metrics_server: Any = None
     try:
         with progress.step("Building reference model v1, capturing its profile, registering"):
-            if TEAM not in {t.name for t in service.list_teams(db, ACTOR)}:
+            if TEAM not in {t.name for t in service.list_teams(db, ACTOR, limit=1000).items}:
                 service.create_team(db, ACTOR, TEAM)
             schema = service.set_schema(db, ACTOR, model=name, schema=config_schema(), team=TEAM,
                                         note="the reference model's schema")

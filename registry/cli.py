@@ -361,6 +361,14 @@ def _more(next_cursor: str | None) -> str:
     return f"\nmore: --cursor {next_cursor}" if next_cursor is not None else ""
 
 
+more = _more
+"""The line under a table that says how to ask for the next page (none on the last)."""
+PageLimit = Annotated[int, typer.Option(metavar="N", help="How many at most (1-1000).")]
+PageCursor = Annotated[
+    str | None, typer.Option(metavar="CURSOR", help="Continue after a page (its next_cursor).")
+]
+
+
 def _expected(raw: str | None) -> int | Unset | None:
     if raw is None:
         return UNSET
@@ -449,12 +457,13 @@ def register(
 
 
 @app.command()
-def models(ctx: typer.Context) -> None:
-    """List models."""
+def models(ctx: typer.Context, limit: PageLimit = 50, cursor: PageCursor = None) -> None:
+    """List models by name."""
     s = state(ctx)
-    found = service.list_models(s.existing_db, s.actor)
-    rows = [(m.name, m.team, m.latest_version, m.created_at, m.description) for m in found]
-    emit(ctx, found, table(["NAME", "TEAM", "LATEST", "CREATED", "DESCRIPTION"], rows))
+    page = service.list_models(s.existing_db, s.actor, limit=limit, cursor=cursor)
+    rows = [(m.name, m.team, m.latest_version, m.created_at, m.description) for m in page.items]
+    text = table(["NAME", "TEAM", "LATEST", "CREATED", "DESCRIPTION"], rows)
+    emit(ctx, page, text + _more(page.next_cursor))
 
 
 @app.command()
@@ -817,15 +826,12 @@ def team_create(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Te
 
 
 @team_app.command("list")
-def team_list(ctx: typer.Context) -> None:
-    """List teams."""
+def team_list(ctx: typer.Context, limit: PageLimit = 50, cursor: PageCursor = None) -> None:
+    """List teams by name."""
     s = state(ctx)
-    found = service.list_teams(s.existing_db, s.actor)
-    emit(
-        ctx,
-        found,
-        table(["NAME", "CREATED", "BY"], [(t.name, t.created_at, t.created_by) for t in found]),
-    )
+    page = service.list_teams(s.existing_db, s.actor, limit=limit, cursor=cursor)
+    rows = [(t.name, t.created_at, t.created_by) for t in page.items]
+    emit(ctx, page, table(["NAME", "CREATED", "BY"], rows) + _more(page.next_cursor))
 
 
 @token_app.command("create")
@@ -851,12 +857,15 @@ def token_revoke(ctx: typer.Context, token_id: Annotated[int, typer.Argument()])
 
 
 @token_app.command("list")
-def token_list(ctx: typer.Context) -> None:
-    """List API tokens (never their secrets)."""
+def token_list(ctx: typer.Context, limit: PageLimit = 50, cursor: PageCursor = None) -> None:
+    """List API tokens oldest first (never their secrets)."""
     s = state(ctx)
-    found = service.list_tokens(s.existing_db, s.actor)
-    rows = [(t.id, t.team, t.name, t.role, t.prefix, t.created_at, t.revoked_at) for t in found]
-    emit(ctx, found, table(["ID", "TEAM", "NAME", "ROLE", "PREFIX", "CREATED", "REVOKED"], rows))
+    page = service.list_tokens(s.existing_db, s.actor, limit=limit, cursor=cursor)
+    rows = [
+        (t.id, t.team, t.name, t.role, t.prefix, t.created_at, t.revoked_at) for t in page.items
+    ]
+    text = table(["ID", "TEAM", "NAME", "ROLE", "PREFIX", "CREATED", "REVOKED"], rows)
+    emit(ctx, page, text + _more(page.next_cursor))
 
 
 @app.command()
@@ -864,16 +873,20 @@ def incidents(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option(help="Only this model's incidents.")] = None,
     status: Annotated[str | None, typer.Option(help="open or resolved.")] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> None:
-    """List incidents recorded from Alertmanager."""
+    """List incidents recorded from Alertmanager, newest first."""
     s = state(ctx)
-    found = service.list_incidents(s.existing_db, s.actor, model=model, status=status)
+    page = service.list_incidents(
+        s.existing_db, s.actor, model=model, status=status, limit=limit, cursor=cursor
+    )
     rows = [
         (i.id, i.status, i.alertname, i.model, i.version, i.module, i.starts_at, i.ends_at)
-        for i in found
+        for i in page.items
     ]
     headers = ["ID", "STATUS", "ALERT", "MODEL", "VERSION", "MODULE", "STARTS", "ENDS"]
-    emit(ctx, found, table(headers, rows))
+    emit(ctx, page, table(headers, rows) + _more(page.next_cursor))
 
 
 # --- entry point ---------------------------------------------------------------------------------

@@ -10,14 +10,14 @@ from typer._click.core import Context as ClickContext  # typer vendors click
 from typer.core import TyperGroup
 
 from registry import service
-from registry.cli import app, emit, state, table
+from registry.cli import PageCursor, PageLimit, app, emit, more, state, table
 from registry.errors import InvalidInput
 from registry.schemas import PolicyRules, SoakRule
 from registry.service.policies import format_duration
 
 
 class _AliasesGroup(TyperGroup):
-    """`mmgov aliases MODEL` lists; `history` is a subcommand."""
+    """`mmgov aliases MODEL` lists; `history` and `free` are subcommands."""
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
@@ -25,7 +25,9 @@ class _AliasesGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-aliases_app = typer.Typer(cls=_AliasesGroup, help="Aliases of a model: list, history (--at T).")
+aliases_app = typer.Typer(
+    cls=_AliasesGroup, help="Aliases of a model: list, history (--at T), free on|off."
+)
 app.add_typer(aliases_app, name="aliases")
 
 
@@ -84,6 +86,28 @@ def aliases_history(
         text = f"{model}@{alias} at {moment.isoformat()}: version {found.version_at}\n{text}"
     elif found.next_cursor is not None:
         text += f"\nmore: --cursor {found.next_cursor}"
+    emit(ctx, found, text)
+
+
+@aliases_app.command("free")
+def aliases_free(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    switch: Annotated[
+        str, typer.Argument(metavar="on|off", help="on: any alias; off: declared ones only.")
+    ],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Allow (on) or refuse (off) new aliases MODEL does not declare (admins; audited)."""
+    s = state(ctx)
+    if switch not in ("on", "off"):
+        raise InvalidInput(f"{switch!r}: write on or off")
+    found = service.set_free_aliases(s.db, s.actor, model=model, free=switch == "on", note=note)
+    declared = ", ".join(found.declared) or "none"
+    if found.free_aliases:
+        text = f"{model}: free aliases on: any alias may be created (declared: {declared})"
+    else:
+        text = f"{model}: free aliases off: only declared aliases may be created ({declared})"
     emit(ctx, found, text)
 
 
@@ -163,13 +187,16 @@ def incident_list(
     until: Annotated[
         str | None, typer.Option(metavar="TIME", help="Started at or before (ISO 8601).")
     ] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> None:
     """List incidents newest first, with filters."""
     s = state(ctx)
-    found = service.list_incidents(
+    page = service.list_incidents(
         s.existing_db, s.actor, model=model, status=status, module=module, version=version,
         since=parse_moment(since, "--since") if since else None,
         until=parse_moment(until, "--until") if until else None,
+        limit=limit, cursor=cursor,
     )
     rows = [
         (
@@ -178,10 +205,10 @@ def incident_list(
             i.alertname, i.model, i.version, i.module, i.starts_at, i.ends_at,
             i.acknowledged_by or i.resolved_by,
         )
-        for i in found
+        for i in page.items
     ]
     headers = ["ID", "STATUS", "ALERT", "MODEL", "VERSION", "MODULE", "STARTS", "ENDS", "BY"]
-    emit(ctx, found, table(headers, rows))
+    emit(ctx, page, table(headers, rows) + more(page.next_cursor))
 
 
 @incident_app.command("show")

@@ -20,6 +20,18 @@ from registry.web.session import new_key
 _CHECKER = Actor(name="mmgov-serve", team=None, role="admin")
 
 
+def _has_live_token(database: dbmod.Database) -> bool:
+    """Whether some token is not revoked (read page by page)."""
+    cursor: str | None = None
+    while True:
+        page = service.list_tokens(database, _CHECKER, limit=1000, cursor=cursor)
+        if any(t.revoked_at is None for t in page.items):
+            return True
+        if page.next_cursor is None:
+            return False
+        cursor = page.next_cursor
+
+
 def is_loopback(host: str) -> bool:
     """Return whether ``host`` names only this machine (``localhost`` or a loopback address)."""
     if host == "localhost":
@@ -69,10 +81,10 @@ def serve(
     # Like `register`, serve may start a registry: it creates and migrates a new SQLite file.
     database = dbmod.open_database(url)  # SchemaNotAtHead, DatabaseUnavailable
     try:
-        tokens = [t for t in service.list_tokens(database, _CHECKER) if t.revoked_at is None]
+        has_token = _has_live_token(database)
     finally:
         database.dispose()
-    if not tokens and not no_auth:
+    if not has_token and not no_auth:
         raise InvalidInput(
             f"no API token in {dbmod.describe_url(url)}: create one (`mmgov team create ml`, "
             "then `mmgov token create --team ml --role admin --name ops`) or pass --no-auth "

@@ -53,6 +53,8 @@ class ModelInfo(_Frozen):
     latest_version: int | None
     created_at: datetime
     created_by: str
+    free_aliases: bool = False
+    """True: any alias may be created; False: only declared ones (`PolicyInfo`)."""
 
 
 class VersionInfo(_Frozen):
@@ -167,6 +169,14 @@ class PolicyRules(_Frozen):
     no_open_incident: bool = False
     soak: SoakRule | None = None
     approvals: int = 0
+
+
+class FreeAliasesInfo(_Frozen):
+    """Whether a model accepts undeclared aliases, and the aliases it declares."""
+
+    model: str
+    free_aliases: bool
+    declared: list[str]
 
 
 class PolicyInfo(_Frozen):
@@ -422,6 +432,7 @@ __all__ = [
     "AuditEventInfo",
     "AuditReport",
     "Checkpoint",
+    "FreeAliasesInfo",
     "IncidentInfo",
     "ModelInfo",
     "Page",

@@ -43,8 +43,10 @@ _DRIFT = re.compile(
 )
 DRIFT_TOLERANCE = 0.1
 """Relative: a printed drift score may differ this much from the README's, never its verdict."""
+GOVERNANCE = "Governance: what served when, protected aliases, incidents, tags"
 TESTED_SECTIONS = {
     "Tour",
+    GOVERNANCE,
     "Bring your own model",
     "Prometheus and Alertmanager",
     "Upgrading the database",
@@ -201,6 +203,17 @@ def test_bring_your_own_model_section() -> None:
     assert len(commands) > 10
     assert commands[0].text.startswith("rm -rf build/byom build/byom-story")
     _check(commands, _run(commands, ROOT, _env(), timeout=900), ROOT)
+
+
+@pytest.mark.slow
+def test_governance_section(tmp_path: Path) -> None:
+    """The governance walk runs as printed: declared aliases, a refused typo, rules that pass,
+    history --at, free aliases, tags, an archived version, paging, a verified audit chain."""
+    commands = _commands(_sections(README.read_text(encoding="utf-8"))[GOVERNANCE])
+    assert len(commands) > 20
+    assert any(c.must_fail for c in commands)
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    _check(commands, _run(commands, tmp_path, _env(), timeout=600), tmp_path)
 
 
 def test_prometheus_section() -> None:

@@ -73,10 +73,16 @@ class RegistryCollector(Collector):
             labels=["model", "alias"],
         )
         try:
-            for model in service.list_models(self.db, _SCRAPER):
-                versions.add_metric([model.name], float(model.latest_version or 0))
-                for alias in service.list_aliases(self.db, _SCRAPER, model.name):
-                    aliases.add_metric([model.name, alias.alias], float(alias.version))
+            cursor: str | None = None
+            while True:
+                page = service.list_models(self.db, _SCRAPER, limit=1000, cursor=cursor)
+                for model in page.items:
+                    versions.add_metric([model.name], float(model.latest_version or 0))
+                    for alias in service.list_aliases(self.db, _SCRAPER, model.name):
+                        aliases.add_metric([model.name, alias.alias], float(alias.version))
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
         except Exception:  # a scrape must not fail because the database is down; readyz says so
             return
         yield versions

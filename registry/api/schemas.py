@@ -16,6 +16,7 @@ from registry.schemas import (
     ApprovalInfo,
     AuditEventInfo,
     AuditReport,
+    FreeAliasesInfo,
     IncidentInfo,
     ModelInfo,
     PolicyInfo,
@@ -268,6 +269,17 @@ class PolicySet(_Request):
     note: str = Field(default="", max_length=10_000)
 
 
+class FreeAliasesSet(_Request):
+    """Whether the model accepts aliases it does not declare."""
+
+    free_aliases: bool
+    note: str = Field(default="", max_length=10_000)
+
+
+class FreeAliasesPublic(FreeAliasesInfo):
+    pass
+
+
 class ApprovalIn(_Request):
     alias: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     note: str = Field(default="", max_length=10_000)
@@ -404,6 +416,8 @@ __all__ = [
     "AuditEventsPublic",
     "AuditReportPublic",
     "DiffPublic",
+    "FreeAliasesPublic",
+    "FreeAliasesSet",
     "HealthPublic",
     "IncidentLink",
     "IncidentNote",

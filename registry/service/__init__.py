@@ -19,11 +19,14 @@ from registry.service.incidents import (
     resolve_incident,
 )
 from registry.service.policies import (
+    DEFAULT_ALIASES,
+    DEFAULT_ALIASES_ENV,
     approve,
     list_approvals,
     list_policies,
     parse_duration,
     remove_policy,
+    set_free_aliases,
     set_policy,
     withdraw_approval,
 )
@@ -56,6 +59,8 @@ from registry.service.versions import (
 )
 
 __all__ = [
+    "DEFAULT_ALIASES",
+    "DEFAULT_ALIASES_ENV",
     "DEFAULT_TEAM",
     "MAX_REFERENCE_BYTES",
     "MMGOV_PROFILE_FORMAT",
@@ -107,6 +112,7 @@ __all__ = [
     "resolve_incident",
     "revoke_token",
     "rollback",
+    "set_free_aliases",
     "set_policy",
     "set_schema",
     "set_stage",

@@ -225,6 +225,7 @@ def model_info(session: Session, model: Model) -> ModelInfo:
         latest_version=model.next_version or None,
         created_at=model.created_at,
         created_by=model.created_by,
+        free_aliases=model.free_aliases,
     )
 
 
@@ -256,6 +257,19 @@ def parse_cursor(cursor: str | None, *, maximum: int = MAX_INT4) -> int | None:
     if not _CURSOR.fullmatch(cursor) or not 1 <= int(cursor) <= maximum:
         raise InvalidInput(f"invalid cursor {readable(cursor)[:40]!r}: use a next_cursor")
     return int(cursor)
+
+
+def parse_name_cursor(cursor: str | None) -> str | None:
+    """Return the name keyset position in ``cursor`` (listings ordered by a slug name).
+
+    Raises:
+        InvalidInput: if the cursor is not a slug.
+    """
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or _SLUG.fullmatch(cursor) is None:
+        raise InvalidInput(f"invalid cursor {cursor!r}: pass back a next_cursor")
+    return cursor
 
 
 def check_limit(limit: int, maximum: int = 1000) -> int:

@@ -88,6 +88,7 @@ _PROMOTE_STATE = (
         _CURRENT.id.label("current_id"),
         Alias.updated_at,
         Alias.updated_by,
+        Model.free_aliases,
         exists().where(AliasPolicy.model_id == Model.id).label("has_policies"),
     )
     .select_from(Model)
@@ -136,8 +137,8 @@ def promote(
     Raises:
         InvalidInput: bad alias name. PermissionDenied: reader. NotFound: model or version.
         Conflict: ``expected_version`` is not the alias's current version.
-        PolicyRefused: the version is archived, the alias is new but the model declares
-        others, or the alias's policy is not met (every unmet rule listed).
+        PolicyRefused: the version is archived, the alias is new and undeclared on a model
+        without free aliases, or the alias's policy is not met (every unmet rule listed).
     """
     require_writer(actor)
     _check_reason(reason)
@@ -161,7 +162,8 @@ def promote(
                 updated_at=state.updated_at,
                 updated_by=state.updated_by,
             )
-        if state.has_policies or state.target_stage == "archived":
+        needs_declaring = state.alias_id is None and not state.free_aliases
+        if needs_declaring or state.has_policies or state.target_stage == "archived":
             check_promotion(
                 conn,
                 actor,
@@ -169,6 +171,7 @@ def promote(
                 model_id=row.id,
                 alias=alias,
                 alias_exists=state.alias_id is not None,
+                free_aliases=state.free_aliases,
                 version=version,
                 version_id=state.target_id,
                 stage=state.target_stage,

@@ -20,8 +20,15 @@ from registry import audit
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import Alias, AliasMove, Incident, Model, ModelVersion, Team, utcnow
-from registry.schemas import Actor, AlertIn, AlertRejected, AlertsOutcome, IncidentInfo
-from registry.service._common import can_see, require_writer, version_row, visible_model
+from registry.schemas import Actor, AlertIn, AlertRejected, AlertsOutcome, IncidentInfo, Page
+from registry.service._common import (
+    can_see,
+    check_limit,
+    parse_cursor,
+    require_writer,
+    version_row,
+    visible_model,
+)
 from registry.text import readable, readable_data
 
 _NOT_BLANK = re.compile("[^\x00\t\n\v\f\r ]")  # what the API schema states, too
@@ -228,8 +235,11 @@ def list_incidents(
     version: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[IncidentInfo]:
-    """Return incidents newest first; non-admins see only those of their team's models.
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[IncidentInfo]:
+    """Return incidents newest first, ``limit`` at a time (keyset on the id); non-admins see
+    only those of their team's models.
 
     ``status`` is open, acknowledged (open and acknowledged) or resolved; ``version`` without
     ``model`` matches that version number of any visible model; ``since``/``until`` bound when
@@ -237,15 +247,18 @@ def list_incidents(
 
     Raises:
         NotFound: unknown or invisible ``model``, or no such version.
-        InvalidInput: unknown status, a naive time (a reversed range is empty).
+        InvalidInput: unknown status, a naive time (a reversed range is empty), a bad limit or
+        cursor.
     """
+    check_limit(limit)
+    before = parse_cursor(cursor)
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput("--since and --until need a timezone (e.g. 2024-05-01T12:00:00Z)")
     if since is not None and until is not None and since > until:
-        return []  # an empty range
+        return Page(items=[])  # an empty range
     with db.read() as session:
         query = select(Incident)
         if model is not None:
@@ -272,7 +285,12 @@ def list_incidents(
             query = query.where(Incident.starts_at >= since)
         if until is not None:
             query = query.where(Incident.starts_at <= until)
-        return [_info(session, r) for r in session.scalars(query.order_by(Incident.id.desc()))]
+        if before is not None:
+            query = query.where(Incident.id < before)
+        rows = session.scalars(query.order_by(Incident.id.desc()).limit(limit + 1)).all()
+        items = [_info(session, r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return Page[IncidentInfo](items=items, next_cursor=str(items[-1].id) if more else None)
 
 
 def _visible_incident(session: Session, actor: Actor, incident_id: int) -> Incident:

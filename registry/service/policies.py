@@ -1,17 +1,20 @@
 """Protected aliases: versioned promotion rules per alias, approvals, and the promotion check.
 
-A model that declares any alias (a policy, even one without rules) accepts new aliases only
-when declared, which ends the silent typo alias; a model that declares none keeps free aliases.
-Rollbacks are not gated: pulling a bad version back must always be possible.
+An alias is declared by a policy (even one without rules). A model accepts a new alias only if
+it is declared, unless an admin allowed free aliases on it, which ends the silent typo alias. A
+new model starts with the rule-less aliases of `default_aliases` (``staging``, ``production``)
+declared, so its first promotion needs no set-up. Rollbacks are not gated: pulling a bad version
+back must always be possible.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, distinct, exists, func, select
+from sqlalchemy import Connection, bindparam, distinct, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry import audit
@@ -23,11 +26,19 @@ from registry.models import (
     AliasPolicy,
     Approval,
     Incident,
+    Model,
     ModelVersion,
     ReferenceProfile,
     utcnow,
 )
-from registry.schemas import Actor, ApprovalInfo, PolicyInfo, PolicyRules, SoakRule
+from registry.schemas import (
+    Actor,
+    ApprovalInfo,
+    FreeAliasesInfo,
+    PolicyInfo,
+    PolicyRules,
+    SoakRule,
+)
 from registry.service._common import (
     check_slug,
     require_admin,
@@ -39,6 +50,54 @@ from registry.service._common import (
 _RANK = {"reader": 0, "maintainer": 1, "admin": 2}
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 MAX_APPROVALS = 10
+DEFAULT_ALIASES_ENV = "MMGOV_DEFAULT_ALIASES"
+DEFAULT_ALIASES = ("staging", "production")
+"""Declared, rule-less, on every new model unless ``MMGOV_DEFAULT_ALIASES`` names others."""
+_NO_RULES = PolicyRules().model_dump(mode="json")
+
+
+def default_aliases() -> tuple[str, ...]:
+    """Return the aliases a new model declares: ``MMGOV_DEFAULT_ALIASES`` (comma-separated;
+    empty: none) when set, else `DEFAULT_ALIASES`.
+
+    Raises:
+        InvalidInput: the variable names an invalid alias.
+    """
+    raw = os.environ.get(DEFAULT_ALIASES_ENV)
+    if raw is None:
+        return DEFAULT_ALIASES
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    for name in names:
+        check_slug(name, f"alias name in {DEFAULT_ALIASES_ENV}")
+    return tuple(dict.fromkeys(names))
+
+
+_DECLARE = insert(AliasPolicy)
+
+
+def declare_default_aliases(
+    conn: Connection, actor: Actor, model_id: int, aliases: tuple[str, ...]
+) -> None:
+    """Declare ``aliases`` without rules on a model being created (in its transaction; the
+    model's ``model.create`` event records them)."""
+    if not aliases:
+        return
+    now = utcnow()
+    conn.execute(
+        _DECLARE,
+        [
+            {
+                "model_id": model_id,
+                "alias": alias,
+                "version": 1,
+                "rules": _NO_RULES,
+                "note": "declared when the model was created",
+                "created_by": actor.name,
+                "created_at": now,
+            }
+            for alias in aliases
+        ],
+    )
 
 
 def parse_duration(raw: str) -> int:
@@ -196,6 +255,46 @@ def remove_policy(
             payload={"alias": alias, "policy_version": row.version, "rules": None, "note": note},
         )
         return _info(model, row)
+
+    return db.write(work)
+
+
+def _declared(session: Session, model_id: int) -> list[str]:
+    current = _current_policies(session, model_id)
+    return sorted(a for a, p in current.items() if p.rules is not None)
+
+
+def set_free_aliases(
+    db: Database, actor: Actor, *, model: str, free: bool, note: str = ""
+) -> FreeAliasesInfo:
+    """Allow (``free``) or refuse the creation of undeclared aliases on ``model`` (audited as
+    ``model.free_aliases``). Admins only.
+
+    Returns:
+        The model's setting and its declared aliases (no event when the setting is unchanged).
+
+    Raises:
+        PermissionDenied: not an admin. NotFound: model. InvalidInput: a note over 10,000
+        characters.
+    """
+    require_admin(actor, "change whether a model allows free aliases")
+    if len(note) > 10_000 or "\x00" in note:
+        raise InvalidInput("a note is at most 10,000 characters, without NUL")
+
+    def work(session: Session) -> FreeAliasesInfo:
+        owner = visible_model(session, actor, model, lock=True)
+        before = owner.free_aliases
+        if before != free:
+            session.execute(update(Model).where(Model.id == owner.id).values(free_aliases=free))
+            payload: dict[str, Any] = {"before": before, "after": free}
+            if note:
+                payload["note"] = note
+            audit.append(
+                session, actor=actor.name, action="model.free_aliases", model=model,
+                payload=payload,
+            )
+        return FreeAliasesInfo(model=model, free_aliases=free,
+                               declared=_declared(session, owner.id))
 
     return db.write(work)
 
@@ -400,13 +499,14 @@ def check_promotion(
     model_id: int,
     alias: str,
     alias_exists: bool,
+    free_aliases: bool,
     version: int,
     version_id: int,
     stage: str,
 ) -> None:
     """Raise PolicyRefused listing every rule the promotion fails (archived, undeclared, policy).
 
-    Costs one query for a model without policies, three for a protected alias (four with soak).
+    Costs one query for an alias without rules, three for a protected alias (four with soak).
     """
     unmet: list[dict[str, str]] = []
     if stage == "archived":
@@ -419,12 +519,13 @@ def check_promotion(
         current[name] = rules
     declared = {a for a, r in current.items() if r is not None}
     rules_raw = current.get(alias)
-    if declared and not alias_exists and alias not in declared:
+    if not free_aliases and not alias_exists and alias not in declared:
         unmet.append({
             "rule": "declared",
             "message": f"alias {alias!r} is not declared for model {model!r} "
-            f"(declared: {', '.join(sorted(declared))}); an admin declares it with "
-            "`mmgov policy set`",
+            f"(declared: {', '.join(sorted(declared)) or 'none'}); an admin either declares it "
+            f"(`mmgov policy set {model} {alias}`) or allows free aliases "
+            f"(`mmgov aliases free {model} on`)",
         })
     if rules_raw is not None:
         unmet += _policy_unmet(conn, actor, PolicyRules.model_validate(rules_raw),
@@ -493,14 +594,19 @@ def _policy_unmet(
 
 
 __all__ = [
+    "DEFAULT_ALIASES",
+    "DEFAULT_ALIASES_ENV",
     "MAX_APPROVALS",
     "approve",
     "check_promotion",
+    "declare_default_aliases",
+    "default_aliases",
     "format_duration",
     "list_approvals",
     "list_policies",
     "parse_duration",
     "remove_policy",
+    "set_free_aliases",
     "set_policy",
     "withdraw_approval",
 ]

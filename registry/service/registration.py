@@ -41,6 +41,7 @@ from registry.service._common import (
     require_writer,
     version_from_row,
 )
+from registry.service.policies import declare_default_aliases, default_aliases
 from registry.weights import DEFAULT_GROUPING, ModuleGrouping, WeightsInfo, inspect_weights
 
 __all__ = [
@@ -168,17 +169,22 @@ def create_model_if_missing(
 ) -> int | None:
     """Insert model ``name`` owned by ``team`` unless it exists, with its audit event.
 
+    The new model allows declared aliases only and declares `default_aliases` without rules.
+
     Returns:
         The new row's id, or None when the model existed.
 
     Raises:
         NotFound: the team does not exist (except `DEFAULT_TEAM`, which is created).
+        InvalidInput: ``MMGOV_DEFAULT_ALIASES`` names an invalid alias.
     """
+    declared = default_aliases()
     values = {
         "name": name,
         "team_id": _team_id(conn, actor, team),
         "description": description,
         "next_version": 0,
+        "free_aliases": False,
         "created_at": utcnow(),
         "created_by": actor.name,
     }
@@ -194,13 +200,15 @@ def create_model_if_missing(
     new_id: int | None = conn.execute(statement).scalar_one_or_none()
     if new_id is None:
         return None
-    audit.append(
-        conn,
-        actor=actor.name,
-        action="model.create",
-        model=name,
-        payload={"after": {"team": team, "description": description}},
-    )
+    declare_default_aliases(conn, actor, new_id, declared)
+    after = {
+        "team": team,
+        "description": description,
+        "free_aliases": False,
+        "declared_aliases": sorted(declared),
+    }
+    audit.append(conn, actor=actor.name, action="model.create", model=name,
+                 payload={"after": after})
     return new_id
 
 

@@ -12,8 +12,15 @@ from registry import audit
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from registry.models import ROLES, ApiToken, Team, utcnow
-from registry.schemas import Actor, TeamInfo, TokenInfo
-from registry.service._common import check_slug, require_admin, team_id_for
+from registry.schemas import Actor, Page, TeamInfo, TokenInfo
+from registry.service._common import (
+    check_limit,
+    check_slug,
+    parse_cursor,
+    parse_name_cursor,
+    require_admin,
+    team_id_for,
+)
 from registry.text import text_problem
 
 TOKEN_PREFIX = "mmgov_"  # noqa: S105 — a public marker, not a secret
@@ -69,13 +76,27 @@ def create_team(db: Database, actor: Actor, name: str) -> TeamInfo:
     return db.write(work)
 
 
-def list_teams(db: Database, actor: Actor) -> list[TeamInfo]:
-    """Return the teams the actor may see (admins: all; others: their own)."""
+def list_teams(
+    db: Database, actor: Actor, *, limit: int = 50, cursor: str | None = None
+) -> Page[TeamInfo]:
+    """Return the teams the actor may see (admins: all; others: their own) by name, ``limit`` at
+    a time (keyset on the name).
+
+    Raises:
+        InvalidInput: bad limit or cursor.
+    """
+    check_limit(limit)
+    after = parse_name_cursor(cursor)
+    query = select(Team).order_by(Team.name).limit(limit + 1)
+    if actor.role != "admin":
+        query = query.where(Team.name == actor.team)
+    if after is not None:
+        query = query.where(Team.name > after)
     with db.read() as session:
-        query = select(Team).order_by(Team.name)
-        if actor.role != "admin":
-            query = query.where(Team.name == actor.team)
-        return [_team_info(t) for t in session.scalars(query)]
+        rows = session.scalars(query).all()
+        items = [_team_info(t) for t in rows[:limit]]
+    more = len(rows) > limit
+    return Page[TeamInfo](items=items, next_cursor=items[-1].name if more else None)
 
 
 def create_token(
@@ -161,18 +182,38 @@ def revoke_token(db: Database, actor: Actor, token_id: int) -> TokenInfo:
     return db.write(work)
 
 
-def list_tokens(db: Database, actor: Actor, *, team: str | None = None) -> list[TokenInfo]:
-    """Return tokens (never secrets), optionally of one team.
+def list_tokens(
+    db: Database,
+    actor: Actor,
+    *,
+    team: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[TokenInfo]:
+    """Return tokens (never secrets) oldest first, optionally of one team, ``limit`` at a time
+    (keyset on the id).
 
     Raises:
-        PermissionDenied: not an admin.
+        PermissionDenied: not an admin. InvalidInput: bad limit or cursor.
     """
     require_admin(actor, "list tokens")
+    check_limit(limit)
+    after = parse_cursor(cursor)
+    query = (
+        select(ApiToken, Team.name)
+        .join(Team, Team.id == ApiToken.team_id)
+        .order_by(ApiToken.id)
+        .limit(limit + 1)
+    )
+    if team is not None:
+        query = query.where(Team.name == team)
+    if after is not None:
+        query = query.where(ApiToken.id > after)
     with db.read() as session:
-        query = select(ApiToken, Team.name).join(Team, Team.id == ApiToken.team_id)
-        if team is not None:
-            query = query.where(Team.name == team)
-        return [_token_info(t, n) for t, n in session.execute(query.order_by(ApiToken.id))]
+        rows = session.execute(query).all()
+        items = [_token_info(t, n) for t, n in rows[:limit]]
+    more = len(rows) > limit
+    return Page[TokenInfo](items=items, next_cursor=str(items[-1].id) if more else None)
 
 
 def authenticate(db: Database, secret: str) -> Actor:

@@ -20,6 +20,7 @@ from registry.service._common import (
     is_visible,
     model_info,
     parse_cursor,
+    parse_name_cursor,
     require_writer,
     version_from_row,
     visible_model,
@@ -63,13 +64,44 @@ def get_model(db: Database, actor: Actor, name: str) -> ModelInfo:
         return model_info(session, visible_model(session, actor, name))
 
 
-def list_models(db: Database, actor: Actor) -> list[ModelInfo]:
-    """Return the models the actor may see, by name."""
+_MODELS_PAGE = (
+    select(Model, Team.name.label("team"))
+    .outerjoin(Team, Team.id == Model.team_id)
+    .order_by(Model.name)
+)
+
+
+def list_models(
+    db: Database, actor: Actor, *, limit: int = 50, cursor: str | None = None
+) -> Page[ModelInfo]:
+    """Return the models the actor may see by name, ``limit`` at a time (keyset on the name).
+
+    Raises:
+        InvalidInput: bad limit or cursor.
+    """
+    check_limit(limit)
+    after = parse_name_cursor(cursor)
+    query = _MODELS_PAGE.limit(limit + 1)
+    if actor.role != "admin":
+        query = query.where(Team.name == actor.team)
+    if after is not None:
+        query = query.where(Model.name > after)
     with db.read() as session:
-        query = select(Model).order_by(Model.name)
-        if actor.role != "admin":
-            query = query.join(Team, Team.id == Model.team_id).where(Team.name == actor.team)
-        return [model_info(session, m) for m in session.scalars(query)]
+        rows = session.execute(query).all()
+        items = [
+            ModelInfo(
+                name=m.name,
+                team=team,
+                description=m.description,
+                latest_version=m.next_version or None,
+                created_at=m.created_at,
+                created_by=m.created_by,
+                free_aliases=m.free_aliases,
+            )
+            for m, team in rows[:limit]
+        ]
+    more = len(rows) > limit
+    return Page[ModelInfo](items=items, next_cursor=items[-1].name if more else None)
 
 
 _GET_VERSION = (

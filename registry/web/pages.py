@@ -33,6 +33,7 @@ PAGE_SIZE = 50
 HISTORY_SIZE = 10
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")]
 VersionQuery = Annotated[int | None, Query(ge=1, le=MAX_INT)]
+NameCursor = Annotated[str | None, Query(pattern=SLUG)]
 ModelQuery = Annotated[str | None, Query(pattern=r"^(|" + SLUG[1:-1] + r")$")]
 """A model filter; empty (a filter form left blank) means none."""
 IncidentId = Annotated[int, Path(ge=1, le=MAX_INT)]
@@ -141,11 +142,15 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, *,
 
 
 @router.get("/")
-def models_page(request: Request, db: DbDep, user: PageDep) -> Response:
-    """The caller's team's models, each with its aliases and latest version."""
-    models = service.list_models(db, user.actor)
-    aliases = {m.name: service.list_aliases(db, user.actor, m.name) for m in models}
-    return render(request, "models.html", {"user": user, "models": models, "aliases": aliases})
+def models_page(request: Request, db: DbDep, user: PageDep, cursor: NameCursor = None) -> Response:
+    """The caller's team's models (keyset pages by name), each with its aliases and latest
+    version."""
+    page = service.list_models(db, user.actor, limit=PAGE_SIZE, cursor=cursor)
+    aliases = {m.name: service.list_aliases(db, user.actor, m.name) for m in page.items}
+    return render(request, "models.html", {
+        "user": user, "models": page.items, "aliases": aliases, "cursor": cursor,
+        "next_cursor": page.next_cursor,
+    })
 
 
 @router.get("/models/{name}")
@@ -165,8 +170,16 @@ def _model_context(db: Any, user: Any, name: str, cursor: str | None) -> dict[st
                for a in aliases}
     policies = [p for p in service.list_policies(db, actor, name) if p.rules is not None]
     open_incidents: dict[int | None, int] = defaultdict(int)
-    for incident in service.list_incidents(db, actor, model=name, status="open"):
-        open_incidents[incident.version] += 1
+    incident_cursor: str | None = None
+    while True:  # open incidents are few; every page counts towards the badges
+        found = service.list_incidents(
+            db, actor, model=name, status="open", limit=500, cursor=incident_cursor
+        )
+        for incident in found.items:
+            open_incidents[incident.version] += 1
+        if found.next_cursor is None:
+            break
+        incident_cursor = found.next_cursor
     return {
         "user": user, "model": model, "versions": page.items, "next_cursor": page.next_cursor,
         "cursor": cursor, "aliases": aliases, "history": history, "policies": policies,
@@ -188,7 +201,7 @@ def version_page(
         pass
     else:
         reference = {"info": blob.info, "meta": service.read_profile_metadata(blob.blob)}
-    incidents = service.list_incidents(db, actor, model=name, version=version)
+    incidents = service.list_incidents(db, actor, model=name, version=version, limit=100).items
     approvals = service.list_approvals(db, actor, model=name, version=version)
     policies = [p for p in service.list_policies(db, actor, name) if p.rules is not None]
     return render(request, "version.html", {
@@ -265,12 +278,16 @@ def audit_page(
 def incidents_page(
     request: Request, db: DbDep, user: PageDep, model: ModelQuery = None,
     status: Annotated[str, Query(pattern="^(|open|acknowledged|resolved)$")] = "open",
+    cursor: Cursor = None,
 ) -> Response:
-    """Incidents newest first, with acknowledge and resolve for maintainers."""
+    """Incidents newest first (keyset pages), with acknowledge and resolve for maintainers."""
     model = model or None
-    found = service.list_incidents(db, user.actor, model=model, status=status or None)
+    found = service.list_incidents(
+        db, user.actor, model=model, status=status or None, limit=PAGE_SIZE, cursor=cursor
+    )
     return render(request, "incidents.html", {
-        "user": user, "incidents": found, "model": model, "status": status or "",
+        "user": user, "incidents": found.items, "model": model, "status": status or "",
+        "cursor": cursor, "next_cursor": found.next_cursor,
     })
 
 

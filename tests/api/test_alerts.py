@@ -101,6 +101,11 @@ class TestWebhook:
         payload["alerts"] = payload["alerts"][:MAX_ALERTS_PER_WEBHOOK]
         r = _post(client, payload, ALERTS_TOKEN)
         assert r.status_code == 200, r.text
-        incidents = client.get(f"{V1}/incidents?model=mm", headers=registry_db.headers("admin"))
-        assert len(incidents.json()) == MAX_ALERTS_PER_WEBHOOK
-        assert {(i["version"], i["module"]) for i in incidents.json()} == {(1, "text_encoder")}
+        listed: list[dict[str, object]] = []
+        url: str | None = f"{V1}/incidents?model=mm&limit=500"
+        while url is not None:  # pages of 500 (the most a page holds), following Link: next
+            page = client.get(url, headers=registry_db.headers("admin"))
+            listed += page.json()
+            url = page.links["next"]["url"] if "next" in page.links else None
+        assert len(listed) == MAX_ALERTS_PER_WEBHOOK
+        assert {(i["version"], i["module"]) for i in listed} == {(1, "text_encoder")}

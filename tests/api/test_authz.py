@@ -71,6 +71,8 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      {"approvals": 1}, (401, 403, 403, 200, 403)),
     ("DELETE", "/api/v1/models/{name}/policies/{alias}", f"{V1}/models/mm/policies/staging",
      None, (401, 403, 403, 200, 403)),
+    ("PUT", "/api/v1/models/{name}/free-aliases", f"{V1}/models/mm/free-aliases",
+     {"free_aliases": True}, (401, 403, 403, 200, 403)),
     ("GET", "/api/v1/models/{name}/versions/{version}/approvals",
      f"{V1}/models/mm/versions/1/approvals", None, (401, 200, 200, 200, 404)),
     ("POST", "/api/v1/models/{name}/versions/{version}/approvals",

@@ -83,11 +83,12 @@ class TestCli:
         err = mmgov("promote", "clip", "1", "--alias", "Not A Slug", expect=2)
         assert err.startswith("error: invalid alias name")
         assert err.count("\n") == 1
-        mmgov("promote", "clip", "1", "--alias", "prod")
+        mmgov("promote", "clip", "1", "--alias", "production")
         assert "expected" in mmgov(
-            "promote", "clip", "1", "--alias", "prod", "--expect", "3", expect=1
+            "promote", "clip", "1", "--alias", "production", "--expect", "3", expect=1
         )
-        assert "nothing to roll back" in mmgov("rollback", "clip", "--alias", "prod", expect=1)
+        refused = mmgov("rollback", "clip", "--alias", "production", expect=1)
+        assert "nothing to roll back" in refused
 
     def test_audit_verify_and_checkpoint(self, mmgov: Run, tmp_path: Path) -> None:
         """export-checkpoint writes the head; verify accepts it; a bad file is exit 2."""
@@ -217,7 +218,8 @@ class TestGlobalOptions:
             assert code == 0, err
             assert [v["version"] for v in json.loads(out)["items"]] == [1]
         code, out, err = _invoke(
-            "promote", "clip", "1", "--alias", "prod", "--actor", "carol", "--db", db_url, "--json"
+            "promote", "clip", "1", "--alias", "production", "--actor", "carol", "--db", db_url,
+            "--json",
         )
         assert code == 0, err
         events = json.loads(mmgov("--json", "audit", "clip", "--limit", "1"))["items"]
@@ -402,8 +404,8 @@ READ_COMMANDS = [
     ["token", "list"],
     ["incidents"],
     ["db", "current"],
-    ["promote", "clip", "1", "--alias", "prod"],
-    ["rollback", "clip", "--alias", "prod"],
+    ["promote", "clip", "1", "--alias", "production"],
+    ["rollback", "clip", "--alias", "production"],
     ["token", "create", "--team", "ml", "--role", "admin"],
     ["token", "revoke", "1"],
 ]
@@ -462,7 +464,7 @@ def test_write_commands_still_start_a_new_sqlite_registry(tmp_path: Path) -> Non
     code, out, err = _invoke("--db", url, "team", "create", "ml")
     assert (code, out) == (0, "team ml created\n"), err
     code, out, _ = _invoke("--db", url, "--json", "team", "list")
-    assert [t["name"] for t in json.loads(out)] == ["ml"]
+    assert [t["name"] for t in json.loads(out)["items"]] == ["ml"]
 
 
 # --- serve's hint -------------------------------------------------------------------------------
@@ -478,5 +480,5 @@ def test_serve_without_tokens_suggests_commands_that_work(mmgov: Run) -> None:
     assert len(suggested) == 2, err
     for command in suggested:
         mmgov(*shlex.split(command))
-    tokens = json.loads(mmgov("--json", "token", "list"))
+    tokens = json.loads(mmgov("--json", "token", "list"))["items"]
     assert [(t["team"], t["role"]) for t in tokens] == [("ml", "admin")]

@@ -138,7 +138,7 @@ class TestPolicyCli:
         out = mmgov("policy", "set", "clip", "production", "--require-reference",
                     "--approvals", "1", "--soak", "staging:1s")
         assert out.strip() == (
-            "clip@production: policy v1: reference soak=staging:1s approvals=1"
+            "clip@production: policy v2: reference soak=staging:1s approvals=1"
         )
         err = mmgov("promote", "clip", "2", "--alias", "production", expect=1)
         lines = err.strip().splitlines()
@@ -147,7 +147,9 @@ class TestPolicyCli:
             "- require_reference", "- approvals", "- soak"
         ]
         err = mmgov("promote", "clip", "2", "--alias", "prodution", expect=1)
-        assert "alias 'prodution' is not declared" in err
+        assert "alias 'prodution' is not declared for model 'clip' (declared: production, " \
+            "staging); an admin either declares it (`mmgov policy set clip prodution`) or " \
+            "allows free aliases (`mmgov aliases free clip on`)" in err
         err = mmgov("approve", "clip", "2", "--alias", "production", expect=1)
         assert "tester registered clip v2 and cannot approve it" in err
         out = mmgov("approve", "clip", "2", "--alias", "production", actor="reviewer")
@@ -163,3 +165,25 @@ class TestPolicyCli:
         err = mmgov("promote", "clip", "2", "--alias", "production", expect=1)
         assert "'production' is not declared for model 'clip' (declared: staging)" in err
         mmgov("promote", "clip", "2", "--alias", "staging")
+
+    def test_aliases_free_on_and_off(self, mmgov: Run) -> None:
+        """`aliases free MODEL on` admits any new alias; `off` declared ones only; audited."""
+        err = mmgov("promote", "clip", "1", "--alias", "canary", expect=1)
+        assert "alias 'canary' is not declared" in err
+        out = mmgov("aliases", "free", "clip", "on", "--note", "trying things")
+        assert out.strip() == (
+            "clip: free aliases on: any alias may be created (declared: production, staging)"
+        )
+        assert json.loads(mmgov("--json", "models"))["items"][0]["free_aliases"] is True
+        mmgov("promote", "clip", "1", "--alias", "canary")
+        out = mmgov("aliases", "free", "clip", "off")
+        assert out.strip() == (
+            "clip: free aliases off: only declared aliases may be created (production, staging)"
+        )
+        assert "alias 'shadow' is not declared" in mmgov(
+            "promote", "clip", "1", "--alias", "shadow", expect=1
+        )
+        err = mmgov("aliases", "free", "clip", "maybe", expect=2)
+        assert "'maybe': write on or off" in err
+        events = json.loads(mmgov("--json", "audit", "list", "--limit", "5"))["items"]
+        assert [e["action"] for e in events].count("model.free_aliases") == 2

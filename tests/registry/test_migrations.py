@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from registry import db as dbmod
+from registry import service
 from registry.models import GENESIS_HASH, Base
+from registry.schemas import Actor, PolicyRules
 
 
 def _tables(url: str) -> set[str]:
@@ -69,3 +72,33 @@ class TestMigrations:
             engine.dispose()
         dbmod.upgrade(db_url)
         assert _diff(db_url) == []
+
+    def test_0004_keeps_each_models_alias_behaviour(
+        self, db_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Re-applied to old rows, 0004 frees the models that declare no alias, only them."""
+        dbmod.upgrade(db_url)
+        database = dbmod.Database(db_url)
+        admin = Actor(name="alice", team=None, role="admin")
+        try:
+            service.create_model(database, admin, name="declares", team=None)
+            service.create_model(database, admin, name="removed", team=None)
+            service.remove_policy(database, admin, model="removed", alias="staging")
+            service.remove_policy(database, admin, model="removed", alias="production")
+            monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, "")
+            service.create_model(database, admin, name="bare", team=None)
+            service.set_policy(database, admin, model="bare", alias="qa", rules=PolicyRules())
+            service.remove_policy(database, admin, model="bare", alias="qa")
+            service.create_model(database, admin, name="declares-later", team=None)
+            service.set_policy(database, admin, model="declares-later", alias="qa",
+                               rules=PolicyRules(approvals=1))
+        finally:
+            database.dispose()
+        dbmod.downgrade(db_url, "0003")
+        dbmod.upgrade(db_url)
+        database = dbmod.Database(db_url)
+        try:
+            free = {m.name: m.free_aliases for m in service.list_models(database, admin).items}
+        finally:
+            database.dispose()
+        assert free == {"bare": True, "declares": False, "declares-later": False, "removed": True}

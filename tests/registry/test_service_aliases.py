@@ -55,12 +55,13 @@ class TestPromote:
 
     def test_expected_version_checked(self, three: Database, admin: Actor) -> None:
         """A stale expected_version is a Conflict; None means 'expect no alias yet'."""
-        service.promote(three, admin, model="m", version=1, alias="prod", expected_version=None)
+        prod = {"model": "m", "alias": "production"}
+        service.promote(three, admin, version=1, expected_version=None, **prod)
         with pytest.raises(Conflict, match="is at version 1"):
-            service.promote(three, admin, model="m", version=2, alias="prod", expected_version=3)
+            service.promote(three, admin, version=2, expected_version=3, **prod)
         with pytest.raises(Conflict):
-            service.promote(three, admin, model="m", version=2, alias="prod", expected_version=None)
-        ok = service.promote(three, admin, model="m", version=2, alias="prod", expected_version=1)
+            service.promote(three, admin, version=2, expected_version=None, **prod)
+        ok = service.promote(three, admin, version=2, expected_version=1, **prod)
         assert ok.version == 2
 
     def test_bad_alias_and_unknown_version(self, three: Database, admin: Actor) -> None:
@@ -68,45 +69,45 @@ class TestPromote:
         with pytest.raises(InvalidInput, match="alias name"):
             service.promote(three, admin, model="m", version=1, alias="Prod Uction")
         with pytest.raises(NotFound):
-            service.promote(three, admin, model="m", version=9, alias="prod")
+            service.promote(three, admin, model="m", version=9, alias="production")
 
     def test_promote_appends_event_with_before_after(self, three: Database, admin: Actor) -> None:
         """alias.promote records before and after."""
-        service.promote(three, admin, model="m", version=1, alias="prod")
-        service.promote(three, admin, model="m", version=3, alias="prod")
+        service.promote(three, admin, model="m", version=1, alias="production")
+        service.promote(three, admin, model="m", version=3, alias="production")
         event = service.list_audit(three, admin, model="m", limit=1).items[0]
         assert event.action == "alias.promote"
-        assert event.payload == {"alias": "prod", "before": 1, "after": 3}
+        assert event.payload == {"alias": "production", "before": 1, "after": 3}
 
 
 class TestRollback:
     def test_rollback_walks_history_back(self, three: Database, admin: Actor) -> None:
         """1 → 2 → 3, then rollback twice gives 2, then 1; a third has nothing to go to."""
         for v in (1, 2, 3):
-            service.promote(three, admin, model="m", version=v, alias="prod")
-        assert service.rollback(three, admin, model="m", alias="prod").version == 2
-        assert service.rollback(three, admin, model="m", alias="prod").version == 1
+            service.promote(three, admin, model="m", version=v, alias="production")
+        assert service.rollback(three, admin, model="m", alias="production").version == 2
+        assert service.rollback(three, admin, model="m", alias="production").version == 1
         with pytest.raises(Conflict, match="nothing to roll back to"):
-            service.rollback(three, admin, model="m", alias="prod")
+            service.rollback(three, admin, model="m", alias="production")
         assert _actions(three, admin)[-2:] == ["alias.rollback", "alias.rollback"]
 
     def test_rollback_then_promote_then_rollback(self, three: Database, admin: Actor) -> None:
         """After a rollback and a new promotion, rollback returns to the rolled-back-to version."""
         for v in (1, 2):
-            service.promote(three, admin, model="m", version=v, alias="prod")
-        service.rollback(three, admin, model="m", alias="prod")
-        service.promote(three, admin, model="m", version=3, alias="prod")
-        assert service.rollback(three, admin, model="m", alias="prod").version == 1
+            service.promote(three, admin, model="m", version=v, alias="production")
+        service.rollback(three, admin, model="m", alias="production")
+        service.promote(three, admin, model="m", version=3, alias="production")
+        assert service.rollback(three, admin, model="m", alias="production").version == 1
 
     def test_rollback_to_explicit_version(self, three: Database, admin: Actor) -> None:
         """`to` moves back to an earlier live version; unknown-to-the-alias versions conflict."""
         for v in (1, 3):
-            service.promote(three, admin, model="m", version=v, alias="prod")
+            service.promote(three, admin, model="m", version=v, alias="production")
         with pytest.raises(Conflict, match="never live"):
-            service.rollback(three, admin, model="m", alias="prod", to=2)
+            service.rollback(three, admin, model="m", alias="production", to=2)
         with pytest.raises(Conflict, match="already at version 3"):
-            service.rollback(three, admin, model="m", alias="prod", to=3)
-        back = service.rollback(three, admin, model="m", alias="prod", to=1)
+            service.rollback(three, admin, model="m", alias="production", to=3)
+        back = service.rollback(three, admin, model="m", alias="production", to=1)
         assert (back.version, back.previous_version) == (1, 3)
 
     def test_rollback_expected_version_and_missing_alias(
@@ -114,11 +115,10 @@ class TestRollback:
     ) -> None:
         """Stale expected_version conflicts; an unknown alias is NotFound."""
         for v in (1, 2):
-            service.promote(three, admin, model="m", version=v, alias="prod")
+            service.promote(three, admin, model="m", version=v, alias="production")
         with pytest.raises(Conflict):
-            service.rollback(three, admin, model="m", alias="prod", expected_version=1)
-        assert (
-            service.rollback(three, admin, model="m", alias="prod", expected_version=2).version == 1
-        )
+            service.rollback(three, admin, model="m", alias="production", expected_version=1)
+        back = service.rollback(three, admin, model="m", alias="production", expected_version=2)
+        assert back.version == 1
         with pytest.raises(NotFound):
             service.rollback(three, admin, model="m", alias="staging")

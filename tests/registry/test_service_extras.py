@@ -103,11 +103,11 @@ class TestIncidents:
         assert (opened[0].status, opened[0].model, opened[0].version) == ("open", "m", 1)
         assert opened[0].module == "text_encoder"
         service.record_alerts(one, admin, [_alert("firing")])
-        assert len(service.list_incidents(one, admin)) == 1
+        assert len(service.list_incidents(one, admin).items) == 1
         closed = service.record_alerts(one, admin, [_alert("resolved")])
         assert closed[0].status == "resolved"
         assert closed[0].ends_at is not None
-        assert service.list_incidents(one, admin, status="open") == []
+        assert service.list_incidents(one, admin, status="open").items == []
         actions = [e.action for e in service.list_audit(one, admin, model="m", limit=2).items]
         assert actions == ["incident.resolve", "incident.open"]
 
@@ -120,7 +120,7 @@ class TestIncidents:
         """Incidents of a team's model are invisible to another team."""
         service.record_alerts(one, admin, [_alert("firing")])
         other = Actor(name="x", team="nlp", role="maintainer")
-        assert service.list_incidents(one, other) == []
+        assert service.list_incidents(one, other).items == []
         reader = Actor(name="r", team="vision", role="reader")
         with pytest.raises(PermissionDenied):
             service.record_alerts(one, reader, [_alert("firing", fp="2")])

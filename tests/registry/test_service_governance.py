@@ -234,7 +234,7 @@ class TestIncidentLifecycle:
         with pytest.raises(Conflict, match="acknowledged by mo"):
             service.acknowledge_incident(incidents, admin, 1)
         acknowledged = service.list_incidents(incidents, admin, status="acknowledged")
-        assert [i.id for i in acknowledged] == [1]
+        assert [i.id for i in acknowledged.items] == [1]
         done = service.resolve_incident(incidents, maint, 1, note="retrained encoder")
         assert (done.status, done.resolved_by, done.resolution_note) == (
             "resolved", "mo", "retrained encoder"
@@ -263,7 +263,8 @@ class TestIncidentLifecycle:
     def test_filters(self, incidents: Database, admin: Actor):
         """By status, module, version (with model) and start time."""
         def ids(**kw: object) -> list[int]:
-            return [i.id for i in service.list_incidents(incidents, admin, **kw)]  # type: ignore[arg-type]
+            found = service.list_incidents(incidents, admin, **kw)  # type: ignore[arg-type]
+            return [i.id for i in found.items]
 
         assert ids() == [3, 2, 1]
         assert ids(module="vision") == [3, 1]
@@ -346,18 +347,83 @@ class TestProtectedAliases:
             ("mo", None), ("max", "max"), ("max", None)
         ]
 
-    def test_declared_aliases_only_once_any_is_declared(self, three: Database, admin: Actor):
-        """The typo alias is refused, naming the declared ones; removing the policy frees it."""
-        service.set_policy(three, admin, model="m", alias="production", rules=_rules())
+    def test_new_model_declares_default_aliases_only(self, three: Database, admin: Actor):
+        """A new model declares staging and production, rule-less; a typo alias is refused."""
+        assert service.get_model(three, admin, "m").free_aliases is False
+        declared = service.list_policies(three, admin, "m")
+        assert [(p.alias, p.version) for p in declared] == [("production", 1), ("staging", 1)]
+        assert all(p.rules == PolicyRules() for p in declared)
+        created = [e for e in service.list_audit(three, admin, limit=100).items
+                   if e.action == "model.create"]
+        assert created[0].payload["after"]["declared_aliases"] == ["production", "staging"]
+        service.promote(three, admin, model="m", version=1, alias="staging")
         service.promote(three, admin, model="m", version=1, alias="production")
+        before = _count_events(three, admin)
         with pytest.raises(PolicyRefused, match="'prodution' is not declared") as refused:
             service.promote(three, admin, model="m", version=1, alias="prodution")
-        assert "declared: production" in refused.value.detail
-        assert [p.alias for p in service.list_policies(three, admin, "m")] == ["production"]
-        removed = service.remove_policy(three, admin, model="m", alias="production")
-        assert (removed.version, removed.rules) == (2, None)
-        assert service.list_policies(three, admin, "m") == []
-        service.promote(three, admin, model="m", version=1, alias="prodution")
+        assert _unmet(refused) == ["declared"]
+        detail = refused.value.detail
+        assert "declared: production, staging" in detail
+        assert "`mmgov policy set m prodution`" in detail
+        assert "`mmgov aliases free m on`" in detail
+        assert _count_events(three, admin) == before
+        assert [a.alias for a in service.list_aliases(three, admin, "m")] == [
+            "production", "staging"
+        ]
+
+    def test_declaring_or_freeing_lets_a_new_alias_in(self, three: Database, admin: Actor):
+        """Declaring the alias, or switching free aliases on (audited, admins only), admits it."""
+        service.set_policy(three, admin, model="m", alias="canary", rules=_rules())
+        service.promote(three, admin, model="m", version=1, alias="canary")
+        with pytest.raises(PermissionDenied, match="only an admin"):
+            service.set_free_aliases(three, MAINT, model="m", free=True)
+        with pytest.raises(NotFound):
+            service.set_free_aliases(three, admin, model="nosuch", free=True)
+        before = _count_events(three, admin)
+        on = service.set_free_aliases(three, admin, model="m", free=True, note="experiments")
+        assert (on.free_aliases, on.declared) == (True, ["canary", "production", "staging"])
+        assert service.get_model(three, admin, "m").free_aliases is True
+        event = service.list_audit(three, admin, limit=1).items[0]
+        assert (event.action, event.model) == ("model.free_aliases", "m")
+        assert event.payload == {"before": False, "after": True, "note": "experiments"}
+        again = service.set_free_aliases(three, admin, model="m", free=True)
+        assert again.free_aliases is True
+        assert _count_events(three, admin) == before + 1
+        service.promote(three, admin, model="m", version=1, alias="shadow")
+        service.set_free_aliases(three, admin, model="m", free=False)
+        with pytest.raises(PolicyRefused, match="'shadow2' is not declared"):
+            service.promote(three, admin, model="m", version=1, alias="shadow2")
+        # An alias that exists keeps moving; removing a declaration stops new ones only.
+        service.promote(three, admin, model="m", version=2, alias="shadow")
+        service.remove_policy(three, admin, model="m", alias="production")
+        service.remove_policy(three, admin, model="m", alias="staging")
+        with pytest.raises(PolicyRefused, match=r"declared: canary\)"):
+            service.promote(three, admin, model="m", version=1, alias="production")
+
+    def test_default_aliases_come_from_the_setting(
+        self, database: Database, admin: Actor, monkeypatch: pytest.MonkeyPatch,
+        make_config: Callable[..., CanonicalConfig], make_weights: Callable[..., object],
+    ):
+        """MMGOV_DEFAULT_ALIASES names the declared aliases of new models; a bad name is refused."""
+        monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, " blue, green ,blue")
+        service.register_version(database, admin, model="a", config=make_config(),
+                                 weights=make_weights("a"))
+        assert [p.alias for p in service.list_policies(database, admin, "a")] == ["blue", "green"]
+        with pytest.raises(PolicyRefused, match="declared: blue, green"):
+            service.promote(database, admin, model="a", version=1, alias="production")
+        monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, "")
+        service.register_version(database, admin, model="b", config=make_config(),
+                                 weights=make_weights("b"))
+        assert service.list_policies(database, admin, "b") == []
+        with pytest.raises(PolicyRefused, match="declared: none"):
+            service.promote(database, admin, model="b", version=1, alias="staging")
+        monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, "production,Bad Name")
+        before = _count_events(database, admin)
+        with pytest.raises(InvalidInput, match="MMGOV_DEFAULT_ALIASES"):
+            service.create_model(database, admin, name="c", team=None)
+        assert _count_events(database, admin) == before
+        with pytest.raises(NotFound):
+            service.get_model(database, admin, "c")
 
     def test_soak_on_staging(self, three: Database, admin: Actor):
         """The candidate must have served staging for the duration without an incident."""
@@ -397,10 +463,10 @@ class TestProtectedAliases:
         assert service.parse_duration("1h30m") == 5400
         with pytest.raises(PermissionDenied, match="only an admin"):
             service.set_policy(three, MAINT, model="m", alias="production", rules=_rules())
-        with pytest.raises(InvalidInput, match="declares no alias 'production'"):
-            service.approve(three, MAINT, model="m", version=1, alias="production")
+        with pytest.raises(InvalidInput, match="declares no alias 'canary'"):
+            service.approve(three, MAINT, model="m", version=1, alias="canary")
         assert _count_events(three, admin) == before
-        service.set_policy(three, admin, model="m", alias="production", rules=_rules())
+        service.set_policy(three, admin, model="m", alias="production", rules=_rules(approvals=1))
         with pytest.raises(PermissionDenied, match="registered m v1 and cannot approve it"):
             service.approve(three, admin, model="m", version=1, alias="production")
         service.approve(three, MAINT, model="m", version=1, alias="production")

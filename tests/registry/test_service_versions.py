@@ -244,7 +244,7 @@ class TestAuthorisation:
             )
         with pytest.raises(NotFound):
             service.promote(database, other, model="vis", version=1, alias="production")
-        assert service.list_models(database, other) == []
+        assert service.list_models(database, other).items == []
 
     @pytest.mark.usefixtures("teams")
     def test_reader_cannot_write(

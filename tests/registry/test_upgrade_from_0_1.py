@@ -138,3 +138,10 @@ class TestUpgradeFrom01:
         second = history.items[1]
         at = service.alias_history(release_db, ADMIN, "mm-clip", "production", at=second.at)
         assert at.version_at == 2
+
+    def test_old_model_keeps_free_aliases(self, release_db: Database) -> None:
+        """0004 leaves a 0.1 model (it declares no alias) free: a new alias is still accepted."""
+        assert service.get_model(release_db, ADMIN, "mm-clip").free_aliases is True
+        assert service.list_policies(release_db, ADMIN, "mm-clip") == []
+        moved = service.promote(release_db, ADMIN, model="mm-clip", version=2, alias="canary")
+        assert moved.version == 2

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep
-from registry.api.routers._params import MAX_INT, ModelFilter, Moment
+from registry.api.routers._params import (
+    MAX_INT,
+    Cursor,
+    Limit,
+    ModelFilter,
+    Moment,
+    cursor_text,
+    link_next,
+)
 from registry.api.schemas import (
     IncidentLink,
     IncidentNote,
@@ -23,6 +31,8 @@ IncidentId = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 @router.get("", response_model=list[IncidentPublic])
 def list_incidents(
+    request: Request,
+    response: Response,
     db: DbDep,
     actor: ActorDep,
     model: ModelFilter = None,
@@ -33,13 +43,17 @@ def list_incidents(
     ] = None,
     since: Annotated[Moment | None, Query(description="Started at or after.")] = None,
     until: Annotated[Moment | None, Query(description="Started at or before.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> list[IncidentPublic]:
-    """List incidents newest first, filtered by model, version, status, module, start time."""
-    found = service.list_incidents(
+    """List incidents newest first, filtered by model, version, status, module, start time;
+    `Link: rel="next"` names the next page."""
+    page = service.list_incidents(
         db, actor, model=model, status=status, module=module, version=version,
-        since=since, until=until,
+        since=since, until=until, limit=limit, cursor=cursor_text(cursor),
     )
-    return [IncidentPublic.model_validate(i.model_dump()) for i in found]
+    link_next(request, response, page.next_cursor)
+    return [IncidentPublic.model_validate(i.model_dump()) for i in page.items]
 
 
 @router.get("/{incident_id}", response_model=IncidentPublic)

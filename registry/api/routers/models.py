@@ -1,12 +1,14 @@
-"""Routes for models: create, list, get."""
+"""Routes for models: create, list (keyset pages), get."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep
-from registry.api.routers._params import ModelName
+from registry.api.routers._params import SLUG, Limit, ModelName, link_next
 from registry.api.schemas import ModelCreate, ModelPublic
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -21,10 +23,24 @@ def create_model(body: ModelCreate, db: DbDep, actor: MaintainerDep) -> ModelPub
     return ModelPublic.model_validate(info.model_dump())
 
 
+NameCursor = Annotated[
+    str | None, Query(pattern=SLUG, description="The last name of the previous page.")
+]
+
+
 @router.get("", response_model=list[ModelPublic])
-def list_models(db: DbDep, actor: ActorDep) -> list[ModelPublic]:
-    """List the models the caller may see."""
-    return [ModelPublic.model_validate(m.model_dump()) for m in service.list_models(db, actor)]
+def list_models(
+    request: Request,
+    response: Response,
+    db: DbDep,
+    actor: ActorDep,
+    limit: Limit = 50,
+    cursor: NameCursor = None,
+) -> list[ModelPublic]:
+    """List the models the caller may see by name; `Link: rel="next"` names the next page."""
+    page = service.list_models(db, actor, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [ModelPublic.model_validate(m.model_dump()) for m in page.items]
 
 
 @router.get("/{name}", response_model=ModelPublic)

@@ -1,4 +1,4 @@
-"""Routes for protected aliases: policies per alias (admins) and approvals of versions."""
+"""Routes for protected aliases: policies per alias and free aliases (admins), approvals."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from registry.api.routers._params import AliasName, ModelName, VersionNumber
 from registry.api.schemas import (
     ApprovalIn,
     ApprovalPublic,
+    FreeAliasesPublic,
+    FreeAliasesSet,
     PolicyPublic,
     PolicySet,
 )
@@ -50,6 +52,16 @@ def remove_policy(name: ModelName, alias: AliasName, db: DbDep, actor: AdminDep)
     """Stop declaring the alias (recorded as a policy version without rules)."""
     info = service.remove_policy(db, actor, model=name, alias=alias)
     return PolicyPublic.model_validate(info.model_dump())
+
+
+@router.put("/free-aliases", response_model=FreeAliasesPublic)
+def set_free_aliases(
+    name: ModelName, body: FreeAliasesSet, db: DbDep, actor: AdminDep
+) -> FreeAliasesPublic:
+    """Allow (true) or refuse (false) new aliases the model does not declare (audited)."""
+    info = service.set_free_aliases(db, actor, model=name, free=body.free_aliases,
+                                    note=body.note)
+    return FreeAliasesPublic.model_validate(info.model_dump())
 
 
 @router.get("/versions/{version}/approvals", response_model=list[ApprovalPublic])
