@@ -761,6 +761,11 @@ def reference_attach(
     """Attach a reference profile (drift baseline) to a version."""
     s = state(ctx)
     try:
+        size = file.stat().st_size
+        if size > service.MAX_REFERENCE_BYTES:
+            raise InvalidInput(
+                f"{file} is {size} bytes; the limit is {service.MAX_REFERENCE_BYTES}"
+            )
         blob = file.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc

@@ -60,7 +60,7 @@ async def put_reference(
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def get_reference(name: ModelName, version: VersionNumber, db: DbDep, actor: ActorDep) -> Response:
-    """Return the profile bytes; format, sha256, samples and modules come as headers."""
+    """Return the profile bytes; format, sha256 and samples come as headers (modules: /info)."""
     ref = service.get_reference(db, actor, name, version)
     return Response(
         ref.blob,
@@ -70,6 +70,14 @@ def get_reference(name: ModelName, version: VersionNumber, db: DbDep, actor: Act
             "X-Reference-Format": ref.info.format,
             "X-Reference-Sha256": ref.info.sha256,
             "X-Reference-Samples": str(ref.info.n_samples),
-            "X-Reference-Modules": ",".join(ref.info.modules),
         },
     )
+
+
+@router.get("/reference/info", response_model=ReferencePublic)
+def get_reference_info(
+    name: ModelName, version: VersionNumber, db: DbDep, actor: ActorDep
+) -> ReferencePublic:
+    """Describe the profile (format, sha256, size, samples, modules) in a JSON body."""
+    ref = service.get_reference(db, actor, name, version)
+    return ReferencePublic.model_validate(ref.info.model_dump())
