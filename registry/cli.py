@@ -681,6 +681,11 @@ def audit_verify(
     if report.ok:
         emit(ctx, report, f"ok: {report.checked} events, head {report.head_seq} {report.head_hash}")
         return
+    if report.table is not None:
+        emit(ctx, report, f"chain intact: {report.checked} events")
+        raise fail(
+            ctx, f"the tables disagree with the audit log: {report.reason}", kind="audit_mismatch"
+        )
     emit(ctx, report, f"checked {report.checked} events before the first bad one")
     raise fail(
         ctx,

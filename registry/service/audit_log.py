@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from registry import audit
+from registry.audit_replay import compare_state
 from registry.db import Database
 from registry.models import AuditEvent, Model, Team
 from registry.schemas import Actor, AuditEventInfo, AuditReport, Checkpoint, Page
@@ -63,13 +64,25 @@ def list_audit(
 def verify_audit(
     db: Database, actor: Actor, *, checkpoint: Checkpoint | None = None
 ) -> AuditReport:
-    """Recompute the whole chain (any role may; it reveals only hashes and counts).
+    """Recompute the whole chain, then replay it and compare the tables with what it says.
+
+    Any role may; the report reveals hashes, counts, and for a difference the names involved.
 
     Returns:
-        The report; ``ok`` False names the first bad seq and the reason.
+        The report; ``ok`` False names the first bad seq and the reason, or (chain intact)
+        ``table`` and the first row that differs from the replayed log.
     """
     with db.read() as session:
-        return audit.verify(session, checkpoint=checkpoint)
+        report = audit.verify(session, checkpoint=checkpoint)
+        if not report.ok:
+            return report
+        difference = compare_state(session)
+    if difference is None:
+        return report
+    return report.model_copy(
+        update={"ok": False, "first_bad_seq": difference.seq, "reason": str(difference),
+                "table": difference.table}
+    )
 
 
 def export_checkpoint(db: Database, actor: Actor) -> Checkpoint:
