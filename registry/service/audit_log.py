@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry import audit
 from registry.audit_replay import compare_state
@@ -61,21 +64,45 @@ def list_audit(
         return Page[AuditEventInfo](items=items, next_cursor=str(items[-1].seq) if more else None)
 
 
+def _older_checkpoints(session: Session, points: Sequence[Checkpoint], top: AuditReport
+                       ) -> AuditReport | None:
+    for point in points:
+        found = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == point.seq))
+        if point.seq > 0 and found != point.hash:
+            return top.model_copy(update={
+                "ok": False, "first_bad_seq": point.seq,
+                "reason": f"hash differs from the checkpoint at seq {point.seq}: "
+                "history up to it was rewritten",
+            })
+    return None
+
+
 def verify_audit(
-    db: Database, actor: Actor, *, checkpoint: Checkpoint | None = None
+    db: Database,
+    actor: Actor,
+    *,
+    checkpoint: Checkpoint | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
 ) -> AuditReport:
     """Recompute the whole chain, then replay it and compare the tables with what it says.
 
     Any role may; the report reveals hashes, counts, and for a difference the names involved.
+    ``checkpoints`` (signatures already checked, see ``registry.audit_signing``) must all match.
 
     Returns:
         The report; ``ok`` False names the first bad seq and the reason, or (chain intact)
         ``table`` and the first row that differs from the replayed log.
     """
+    points = sorted([*checkpoints, *([checkpoint] if checkpoint else [])], key=lambda p: p.seq)
     with db.read() as session:
-        report = audit.verify(session, checkpoint=checkpoint)
+        # The chain is checked against the newest checkpoint (which also catches a truncated
+        # tail); once it holds, each older one is one lookup.
+        report = audit.verify(session, checkpoint=points[-1] if points else None)
         if not report.ok:
             return report
+        older = _older_checkpoints(session, points[:-1], report)
+        if older is not None:
+            return older
         difference = compare_state(session)
     if difference is None:
         return report
