@@ -46,7 +46,7 @@ async def put_reference(
     if fmt is None or (format and x_reference_format and format != x_reference_format):
         raise InvalidInput("give the format once: query `format=` or header X-Reference-Format")
     blob = await request.body()
-    names = [m.strip() for m in modules.split(",") if m.strip()]
+    names = modules.split(",")  # every entry checked by the service: an empty one is refused
     info = await run_in_threadpool(
         service.attach_reference, db, actor, model=name, version=version, fmt=fmt, blob=blob,
         n_samples=n_samples, modules=names,
