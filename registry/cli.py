@@ -690,7 +690,7 @@ def audit_verify(
     points = read_signed_file(signed, public_key) if signed is not None else []
     report = service.verify_audit(s.existing_db, s.actor, checkpoint=point, checkpoints=points)
     if report.ok:
-        signed_note = f", {len(points)} signed checkpoints hold" if points else ""
+        signed_note = f", signed checkpoints held: {len(points)}" if points else ""
         emit(ctx, report, f"ok: {report.checked} events, head {report.head_seq} "
              f"{report.head_hash}{signed_note}")
         return

@@ -90,7 +90,7 @@ class TestSignedVerify:
         assert [p.seq for p in lines] == [3, 4]
         code, out = _verify(db_url, log, keys[1])
         assert code == 0, out
-        assert "2 signed checkpoints hold" in out
+        assert "signed checkpoints held: 2" in out
 
     def test_recomputed_chain_detected(
         self, database: Database, admin: Actor, db_url: str, keys: tuple[Path, Path],
