@@ -119,52 +119,69 @@ def _first(rows: dict[Any, Any], expected: dict[Any, Any], table: str, what: str
     return None
 
 
+def _check_version(label: str, row: ModelVersion, want: dict[str, Any]) -> StateDifference | None:
+    after, seq = want["after"], want["seq"]
+    for name in _VERSION_FIELDS:
+        if getattr(row, name) != after.get(name):
+            return StateDifference(
+                "model_versions",
+                f"{label} {name} is {getattr(row, name)!r}; the log says {after.get(name)!r}",
+                seq,
+            )
+    fmt = after.get("weights_format")
+    if (row.weights_format != fmt) if fmt is not None else (
+        row.weights_format not in _UNLOGGED_FORMATS
+    ):
+        return StateDifference(
+            "model_versions", f"{label} weights_format is {row.weights_format!r}", seq
+        )
+    digest = row.pipeline.get("digest") if isinstance(row.pipeline, dict) else None
+    if digest != after.get("pipeline_digest"):
+        return StateDifference("model_versions", f"{label} pipeline digest is {digest!r}", seq)
+    if row.created_by != want["actor"]:
+        return StateDifference(
+            "model_versions",
+            f"{label} created_by is {row.created_by!r}, the log says {want['actor']!r}", seq,
+        )
+    if sha256_hex(canonical_json(row.config)) != row.config_hash:
+        return StateDifference(
+            "model_versions", f"{label} config no longer hashes to its config_hash", seq
+        )
+    stage, stage_seq = want["stage"]
+    if row.stage != stage:
+        return StateDifference(
+            "model_versions", f"{label} stage is {row.stage!r}; the log says {stage!r}", stage_seq
+        )
+    return None
+
+
 def _check_versions(session: Session, state: _Expected) -> StateDifference | None:
-    rows = session.execute(
-        select(Model.name, ModelVersion).join(Model, Model.id == ModelVersion.model_id)
-        .order_by(ModelVersion.id)
-    ).all()
-    present = {(name, v.version): v for name, v in rows}
-    missing = _first(present, state.versions, "model_versions", "version", lambda x: x["seq"])
-    if missing is not None:
-        return missing
-    for key, row in present.items():
-        want = state.versions[key]
-        after, seq = want["after"], want["seq"]
-        label = f"{key[0]} v{key[1]}"
-        for name in _VERSION_FIELDS:
-            if getattr(row, name) != after.get(name):
+    # In batches, like the chain: memory follows the batch (configs can be large), not the table.
+    seen: set[tuple[str, int]] = set()
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Model.name, ModelVersion).join(Model, Model.id == ModelVersion.model_id)
+            .where(ModelVersion.id > last_id).order_by(ModelVersion.id).limit(REPLAY_BATCH)
+        ).all()
+        if not rows:
+            break
+        for name, row in rows:
+            key = (name, row.version)
+            if key not in state.versions:
                 return StateDifference(
-                    "model_versions",
-                    f"{label} {name} is {getattr(row, name)!r}; the log says {after.get(name)!r}",
-                    seq,
+                    "model_versions", f"version {key!r} is in the table; the log never made it",
+                    None,
                 )
-        fmt = after.get("weights_format")
-        if (row.weights_format != fmt) if fmt is not None else (
-            row.weights_format not in _UNLOGGED_FORMATS
-        ):
-            return StateDifference(
-                "model_versions", f"{label} weights_format is {row.weights_format!r}", seq
-            )
-        digest = row.pipeline.get("digest") if isinstance(row.pipeline, dict) else None
-        if digest != after.get("pipeline_digest"):
-            return StateDifference("model_versions", f"{label} pipeline digest is {digest!r}", seq)
-        if row.created_by != want["actor"]:
-            return StateDifference(
-                "model_versions", f"{label} created_by is {row.created_by!r}, the log says "
-                f"{want['actor']!r}", seq,
-            )
-        if sha256_hex(canonical_json(row.config)) != row.config_hash:
-            return StateDifference(
-                "model_versions", f"{label} config no longer hashes to its config_hash", seq
-            )
-        stage, stage_seq = want["stage"]
-        if row.stage != stage:
-            return StateDifference(
-                "model_versions", f"{label} stage is {row.stage!r}; the log says {stage!r}",
-                stage_seq,
-            )
-        session.expunge(row)
+            seen.add(key)
+            difference = _check_version(f"{name} v{row.version}", row, state.versions[key])
+            if difference is not None:
+                return difference
+        last_id = rows[-1][1].id
+        session.expunge_all()
+    for key in sorted(set(state.versions) - seen):
+        return StateDifference("model_versions", f"version {key!r} is missing from the table",
+                               state.versions[key]["seq"])
     return None
 
 
