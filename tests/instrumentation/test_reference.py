@@ -193,3 +193,33 @@ class TestSerialisation:
             ReferenceProfile({"a": np.ones(3)})
         with pytest.raises(ValueError, match="NaN"):
             ReferenceProfile({"a": np.array([[np.inf]])})
+
+
+class TestHostileBytes:
+    def test_zip_bomb_refused_under_300_mb(self, tmp_path: Path) -> None:
+        """`from_bytes` of a 1 MB bomb (1 GiB inside) is a ValueError, peak RSS under 300 MB."""
+        from tests.registry.test_reference_checks import _peak, zip_bomb
+
+        bomb = zip_bomb(tmp_path / "bomb.npz")
+        code = (
+            "from instrumentation.reference import ReferenceProfile\n"
+            f"data = open({str(bomb)!r}, 'rb').read()\n"
+            "try:\n    ReferenceProfile.from_bytes(data)\nexcept ValueError as e:\n"
+            "    print('REFUSED', e)\n"
+            "peak()\n"
+        )
+        peak, out = _peak(code, tmp_path)
+        assert "REFUSED malformed reference profile: its members unpack to" in out, out
+        assert peak < 300 << 20, f"peak RSS {peak >> 20} MiB"
+
+    def test_header_disagreeing_with_size_refused(self) -> None:
+        """A member whose header claims more rows than it holds is refused before loading."""
+        good = ReferenceProfile(embeddings={"a": np.ones((4, 2))}).to_bytes()
+        src = zipfile.ZipFile(io.BytesIO(good))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as out:
+            for info in src.infolist():
+                data = src.read(info)
+                out.writestr(info.filename, data[:-16] if info.filename == "emb_0.npy" else data)
+        with pytest.raises(ValueError, match="declares"):
+            ReferenceProfile.from_bytes(buf.getvalue())
