@@ -125,6 +125,16 @@ class TestTamperingFound:
         assert words in (report.reason or "")
         assert report.first_bad_seq is not None
 
+    def test_only_an_admin_reads_the_names(self, busy: Database) -> None:
+        """A maintainer learns that a table differs, not which model or alias."""
+        with busy.transaction() as s:
+            s.execute(text(f"UPDATE aliases SET version_id = {_version_id(busy, 1)}"))
+        other = Actor(name="bob", team="audio", role="maintainer")
+        report = service.verify_audit(busy, other)
+        assert (report.ok, report.table) == (False, "aliases")
+        assert "production" not in (report.reason or "")
+        assert "'m'" not in (report.reason or "")
+
     def test_cli_names_the_difference(self, busy: Database, db_url: str) -> None:
         """`mmgov audit verify` exits 1 with one line naming the table, under --json too."""
         from tests.api._server import run_cli
