@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +21,38 @@ if TYPE_CHECKING:
     from torch import nn
 
 _META_KEY = "__meta__"
+MAX_PROFILE_BYTES = 256 << 20
+"""Largest profile ``from_bytes`` unpacks (the registry's upload limit)."""
+MAX_EXPANSION = 32
+"""Largest ratio of unpacked to packed bytes; ``to_bytes`` stores members uncompressed."""
+_EXPANSION_ALLOWANCE = 1 << 20
+
+
+def _check_sizes(data: bytes, max_bytes: int) -> None:
+    """Refuse an archive whose members would unpack past the limits or disagree with headers."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        infos = archive.infolist()
+        limit = min(max_bytes, MAX_EXPANSION * len(data) + _EXPANSION_ALLOWANCE)
+        total = sum(info.file_size for info in infos)
+        if total > limit:
+            raise ValueError(
+                f"its members unpack to {total} bytes from {len(data)}; the limit is {limit}"
+            )
+        for info in infos:
+            with archive.open(info) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+                if dtype.hasobject or fortran:
+                    raise ValueError(f"member {info.filename!r} holds objects or Fortran order")
+                needed = stream.tell() + math.prod(shape) * dtype.itemsize
+            if needed != info.file_size:
+                raise ValueError(
+                    f"member {info.filename!r} declares {info.file_size} bytes, "
+                    f"its header needs {needed}"
+                )
 
 
 @dataclass(frozen=True)
@@ -107,16 +141,21 @@ class ReferenceProfile:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ReferenceProfile:
+    def from_bytes(cls, data: bytes, *, max_bytes: int = MAX_PROFILE_BYTES) -> ReferenceProfile:
         """Load bytes written by ``to_bytes`` (never unpickles).
+
+        Every member's size is checked against its ``.npy`` header and the limits before its data
+        is decompressed, so a zip bomb costs its directory, not its expansion.
 
         Returns:
             The profile.
 
         Raises:
-            ValueError: not an archive of this format, or its content is inconsistent.
+            ValueError: not an archive of this format, its content is inconsistent, or it would
+                expand past ``max_bytes`` (or ``MAX_EXPANSION`` times its own size).
         """
         try:
+            _check_sizes(data, max_bytes)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 files = set(npz.files)
                 if _META_KEY not in files:
@@ -138,7 +177,9 @@ class ReferenceProfile:
                 )
         except ValueError as exc:
             raise ValueError(f"malformed reference profile: {exc}") from exc
-        except (OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        except (
+            OSError, KeyError, TypeError, EOFError, RecursionError, zipfile.BadZipFile, zlib.error
+        ) as exc:
             raise ValueError(f"malformed reference profile: {type(exc).__name__}: {exc}") from exc
         if profile.metadata()["dims"] != meta.get("dims"):
             raise ValueError("malformed reference profile: dims do not match the arrays")

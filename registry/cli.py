@@ -29,6 +29,7 @@ from typer.exceptions import Abort as ClickAbort
 
 from registry import db as dbmod
 from registry import service
+from registry.audit_signing import read_signed_file
 from registry.config import read_config_file
 from registry.diff import render_diff
 from registry.errors import DatabaseUnavailable, InvalidInput, NotFound, RegistryError
@@ -156,7 +157,7 @@ class _Root(TyperGroup):
 
 
 class _AuditGroup(TyperGroup):
-    """`mmgov audit [NAME]` lists; `verify` and `export-checkpoint` are subcommands."""
+    """`mmgov audit [NAME]` lists; `verify`, `checkpoint`, `keygen`… are subcommands."""
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
@@ -691,8 +692,17 @@ def audit_verify(
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint file from `audit export-checkpoint`.")
     ] = None,
+    signed: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Signed checkpoints (JSON lines of `audit checkpoint`)."),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(envvar="MMGOV_AUDIT_PUBLIC_KEY", metavar="FILE",
+                     help="Ed25519 public key the --signed checkpoints must verify with."),
+    ] = None,
 ) -> None:
-    """Recompute the hash chain; exit 1 naming the first bad event if it is broken."""
+    """Recompute the chain and compare the tables with it; exit 1 naming the first difference."""
     s = state(ctx)
     point = None
     if checkpoint is not None:
@@ -700,10 +710,18 @@ def audit_verify(
             point = Checkpoint.model_validate_json(checkpoint.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{checkpoint}: not a readable checkpoint: {exc}") from exc
-    report = service.verify_audit(s.existing_db, s.actor, checkpoint=point)
+    points = read_signed_file(signed, public_key) if signed is not None else []
+    report = service.verify_audit(s.existing_db, s.actor, checkpoint=point, checkpoints=points)
     if report.ok:
-        emit(ctx, report, f"ok: {report.checked} events, head {report.head_seq} {report.head_hash}")
+        signed_note = f", signed checkpoints held: {len(points)}" if points else ""
+        emit(ctx, report, f"ok: {report.checked} events, head {report.head_seq} "
+             f"{report.head_hash}{signed_note}")
         return
+    if report.table is not None:
+        emit(ctx, report, f"chain intact: {report.checked} events")
+        raise fail(
+            ctx, f"the tables disagree with the audit log: {report.reason}", kind="audit_mismatch"
+        )
     emit(ctx, report, f"checked {report.checked} events before the first bad one")
     raise fail(
         ctx,
@@ -784,6 +802,11 @@ def reference_attach(
     """Attach a reference profile (drift baseline) to a version."""
     s = state(ctx)
     try:
+        size = file.stat().st_size
+        if size > service.MAX_REFERENCE_BYTES:
+            raise InvalidInput(
+                f"{file} is {size} bytes; the limit is {service.MAX_REFERENCE_BYTES}"
+            )
         blob = file.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {file}: {exc.strerror}") from exc

@@ -247,6 +247,8 @@ class AuditReport(_Frozen):
     head_hash: str
     first_bad_seq: int | None = None
     reason: str | None = None
+    table: str | None = None
+    """Set when the chain holds but this table disagrees with the replayed log."""
 
 
 class ReferenceInfo(_Frozen):

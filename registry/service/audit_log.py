@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry import audit
+from registry.audit_replay import compare_state
 from registry.db import Database
 from registry.models import AuditEvent, Model, Team
 from registry.schemas import Actor, AuditEventInfo, AuditReport, Checkpoint, Page
@@ -60,16 +64,56 @@ def list_audit(
         return Page[AuditEventInfo](items=items, next_cursor=str(items[-1].seq) if more else None)
 
 
+def _older_checkpoints(session: Session, points: Sequence[Checkpoint], top: AuditReport
+                       ) -> AuditReport | None:
+    for point in points:
+        found = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == point.seq))
+        if point.seq > 0 and found != point.hash:
+            return top.model_copy(update={
+                "ok": False, "first_bad_seq": point.seq,
+                "reason": f"hash differs from the checkpoint at seq {point.seq}: "
+                "history up to it was rewritten",
+            })
+    return None
+
+
 def verify_audit(
-    db: Database, actor: Actor, *, checkpoint: Checkpoint | None = None
+    db: Database,
+    actor: Actor,
+    *,
+    checkpoint: Checkpoint | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
 ) -> AuditReport:
-    """Recompute the whole chain (any role may; it reveals only hashes and counts).
+    """Recompute the whole chain, then replay it and compare the tables with what it says.
+
+    Any role may; the report reveals hashes and counts, and to an admin the row that differs.
+    ``checkpoints`` (signatures already checked, see ``registry.audit_signing``) must all match.
 
     Returns:
-        The report; ``ok`` False names the first bad seq and the reason.
+        The report; ``ok`` False names the first bad seq and the reason, or (chain intact)
+        ``table`` and the first row that differs from the replayed log.
     """
+    points = sorted([*checkpoints, *([checkpoint] if checkpoint else [])], key=lambda p: p.seq)
     with db.read() as session:
-        return audit.verify(session, checkpoint=checkpoint)
+        # The chain is checked against the newest checkpoint (which also catches a truncated
+        # tail); once it holds, each older one is one lookup.
+        report = audit.verify(session, checkpoint=points[-1] if points else None)
+        if not report.ok:
+            return report
+        older = _older_checkpoints(session, points[:-1], report)
+        if older is not None:
+            return older
+        difference = compare_state(session)
+    if difference is None:
+        return report
+    # The difference names models, aliases and tokens of every team: only an admin reads it.
+    reason = str(difference) if actor.role == "admin" else (
+        f"{difference.table}: a row differs from the audit log (an admin's verify names it)"
+    )
+    return report.model_copy(
+        update={"ok": False, "first_bad_seq": difference.seq, "reason": reason,
+                "table": difference.table}
+    )
 
 
 def export_checkpoint(db: Database, actor: Actor) -> Checkpoint:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import io
-import json
 import re
-import struct
-import zipfile
 from typing import Any
 
 from sqlalchemy import select
@@ -18,11 +13,21 @@ from registry import audit
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import ModelVersion, ReferenceProfile, utcnow
+from registry.profile_check import (
+    MMGOV_PROFILE_FORMAT,
+    check_module_names,
+    check_npz,
+    check_profile,
+    is_npz_format,
+    read_npz,
+)
 from registry.schemas import Actor, ReferenceBlob, ReferenceInfo
 from registry.service._common import require_writer, version_row, visible_model
 
 MAX_REFERENCE_BYTES = 256 * 1024 * 1024
-"""Largest reference profile accepted; it is stored in the database row."""
+"""Largest reference profile accepted, packed and unpacked; it is stored in the database row."""
+MAX_SAMPLES = 2_147_483_647
+"""``reference_profiles.n_samples`` is a 32-bit integer on PostgreSQL."""
 
 
 def _info(model: str, version: int, row: ReferenceProfile) -> ReferenceInfo:
@@ -42,40 +47,30 @@ def _info(model: str, version: int, row: ReferenceProfile) -> ReferenceInfo:
 _FORMAT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
-MMGOV_PROFILE_FORMAT = "mmgov.reference.v1+npz"
-"""The format tag of profiles written by ``instrumentation.reference.ReferenceProfile``."""
-
-
 def read_profile_metadata(blob: bytes) -> dict[str, Any] | None:
-    """Read the JSON metadata of an mmgov reference profile without numpy.
+    """Read and check the metadata of an mmgov reference profile without numpy.
 
-    The profile is an ``.npz`` (zip) archive whose ``__meta__.npy`` member holds the metadata as
-    a uint8 array; only the NumPy file header is parsed here (as a literal, never unpickled).
+    Sizes are checked before anything is decompressed (see ``registry.profile_check``), so a zip
+    bomb costs the reading of its directory, not its expansion.
 
     Returns:
-        The metadata (format, modules, n_samples, ...) or None if ``blob`` is not such a profile.
+        The metadata (format, modules, n_samples, ...), or None if ``blob`` is not a zip archive
+        or has no ``__meta__`` member (not an mmgov profile).
+
+    Raises:
+        InvalidInput: a zip archive that is not a valid npz, or an mmgov profile that is
+            inconsistent.
     """
-    try:
-        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-            member = archive.read("__meta__.npy")
-        if not member.startswith(b"\x93NUMPY"):
-            return None
-        major = member[6]
-        size_format, offset = ("<H", 8) if major == 1 else ("<I", 10)
-        (header_len,) = struct.unpack_from(size_format, member, offset)
-        start = offset + struct.calcsize(size_format)
-        header = ast.literal_eval(member[start : start + header_len].decode("latin1"))
-        if not isinstance(header, dict) or header.get("descr") not in ("|u1", "<u1"):
-            return None
-        meta = json.loads(member[start + header_len :].decode())
-    except (KeyError, ValueError, SyntaxError, struct.error, zipfile.BadZipFile, IndexError):
+    if not blob.startswith(b"PK\x03\x04"):
         return None
-    if not isinstance(meta, dict) or meta.get("format") != MMGOV_PROFILE_FORMAT:
+    archive, members = read_npz(blob, max_bytes=MAX_REFERENCE_BYTES)
+    archive.close()
+    if "__meta__" not in members:
         return None
-    return meta
+    return check_profile(blob, max_bytes=MAX_REFERENCE_BYTES)
 
 
-def _validate(fmt: str, blob: bytes, n_samples: int, modules: list[str]) -> None:
+def _validate(fmt: str, blob: bytes, n_samples: int, modules: list[str]) -> list[str]:
     # A format tag reads like a media-type suffix ("mmgov.reference.v1+npz"), so '+' is allowed;
     # the same rule as the API's X-Reference-Format header.
     if not isinstance(fmt, str) or not _FORMAT_TAG.fullmatch(fmt):
@@ -89,10 +84,18 @@ def _validate(fmt: str, blob: bytes, n_samples: int, modules: list[str]) -> None
         raise InvalidInput(
             f"reference profile is {len(blob)} bytes; the limit is {MAX_REFERENCE_BYTES}"
         )
-    if n_samples < 1:
-        raise InvalidInput(f"n_samples must be at least 1, got {n_samples}")
-    if not modules or any(not isinstance(m, str) or not m or len(m) > 128 for m in modules):
-        raise InvalidInput("modules must be a non-empty list of module names (1-128 characters)")
+    if isinstance(n_samples, bool) or not 1 <= n_samples <= MAX_SAMPLES:
+        raise InvalidInput(f"n_samples must be 1 to {MAX_SAMPLES}, got {n_samples}")
+    names = check_module_names(modules)
+    if fmt == MMGOV_PROFILE_FORMAT:
+        meta = check_profile(blob, max_bytes=MAX_REFERENCE_BYTES)
+        if sorted(meta["modules"]) != sorted(names):
+            raise InvalidInput(f"the profile holds modules {meta['modules']}, not {names}")
+        if meta["n_samples"] != n_samples:
+            raise InvalidInput(f"the profile holds {meta['n_samples']} samples, not {n_samples}")
+    elif is_npz_format(fmt):
+        check_npz(blob, max_bytes=MAX_REFERENCE_BYTES)
+    return names
 
 
 def attach_reference(
@@ -112,12 +115,14 @@ def attach_reference(
         The stored profile's description.
 
     Raises:
-        InvalidInput: bad format, empty/oversized blob, bad n_samples or modules.
+        InvalidInput: bad format, empty/oversized blob, bad n_samples or modules (dotted ASCII
+            paths); an npz format tag whose bytes are no plain npz (pickles, zip bombs), an mmgov
+            profile whose arrays disagree with its metadata or with ``n_samples``/``modules``.
         PermissionDenied: reader. NotFound: model or version.
         Conflict: the version already has a different profile (versions are immutable).
     """
     require_writer(actor)
-    _validate(fmt, blob, n_samples, modules)
+    modules = _validate(fmt, blob, n_samples, modules)
     digest = hashlib.sha256(blob).hexdigest()
 
     def work(session: Session) -> ReferenceInfo:
@@ -184,4 +189,10 @@ def get_reference(db: Database, actor: Actor, model: str, version: int) -> Refer
         return ReferenceBlob(info=_info(model, version, profile), blob=profile.blob)
 
 
-__all__ = ["MAX_REFERENCE_BYTES", "attach_reference", "get_reference"]
+__all__ = [
+    "MAX_REFERENCE_BYTES",
+    "MMGOV_PROFILE_FORMAT",
+    "attach_reference",
+    "get_reference",
+    "read_profile_metadata",
+]

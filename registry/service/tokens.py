@@ -144,6 +144,8 @@ def create_token(
                     "role": role,
                     "name": name,
                     "prefix": row.display_prefix,
+                    # The digest of the secret (not the secret): verify can tell a swapped row.
+                    "sha256": row.token_sha256,
                 }
             },
         )

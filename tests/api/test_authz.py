@@ -83,6 +83,8 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      f"{V1}/models/mm/versions/1/reference?{REF}", b"profile-bytes", (401, 403, 200, 200, 404)),
     ("GET", "/api/v1/models/{name}/versions/{version}/reference",
      f"{V1}/models/mm/versions/2/reference", None, (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/versions/{version}/reference/info",
+     f"{V1}/models/mm/versions/2/reference/info", None, (401, 200, 200, 200, 404)),
     ("PUT", "/api/v1/models/{name}/schema", f"{V1}/models/mm/schema",
      {"document": {"type": "object"}}, (401, 403, 200, 200, 404)),
     ("GET", "/api/v1/models/{name}/schema", f"{V1}/models/mm/schema", None,

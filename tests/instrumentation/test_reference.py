@@ -193,3 +193,41 @@ class TestSerialisation:
             ReferenceProfile({"a": np.ones(3)})
         with pytest.raises(ValueError, match="NaN"):
             ReferenceProfile({"a": np.array([[np.inf]])})
+
+
+class TestHostileBytes:
+    def test_zip_bomb_refused_in_bounded_memory(self, tmp_path: Path) -> None:
+        """`from_bytes` of a 1 MB bomb (1 GiB inside) is a ValueError costing < 100 MB of RSS.
+
+        Measured against the same process loading a small valid profile (torch's import alone
+        is ~300 MB).
+        """
+        from tests.registry.test_reference_checks import _peak, zip_bomb
+
+        bomb = zip_bomb(tmp_path / "bomb.npz")
+        small = tmp_path / "small.npz"
+        small.write_bytes(ReferenceProfile(embeddings={"a": np.ones((4, 2))}).to_bytes())
+        peaks = {}
+        for path in (small, bomb):
+            code = (
+                "from instrumentation.reference import ReferenceProfile\n"
+                f"data = open({str(path)!r}, 'rb').read()\n"
+                "try:\n    ReferenceProfile.from_bytes(data)\nexcept ValueError as e:\n"
+                "    print('REFUSED', e)\n"
+                "peak()\n"
+            )
+            peaks[path], out = _peak(code, tmp_path)
+        assert "REFUSED malformed reference profile: its members unpack to" in out, out
+        assert peaks[bomb] - peaks[small] < 100 << 20, {p.name: v >> 20 for p, v in peaks.items()}
+
+    def test_header_disagreeing_with_size_refused(self) -> None:
+        """A member whose header claims more rows than it holds is refused before loading."""
+        good = ReferenceProfile(embeddings={"a": np.ones((4, 2))}).to_bytes()
+        src = zipfile.ZipFile(io.BytesIO(good))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as out:
+            for info in src.infolist():
+                data = src.read(info)
+                out.writestr(info.filename, data[:-16] if info.filename == "emb_0.npy" else data)
+        with pytest.raises(ValueError, match="declares"):
+            ReferenceProfile.from_bytes(buf.getvalue())

@@ -123,9 +123,10 @@ class TestVerify:
         with database.transaction() as s:
             h = s.scalar(text("SELECT hash FROM audit_events WHERE seq = 3"))
             s.execute(update(AuditHead).values(seq=3, hash=h))
-        assert service.verify_audit(database, admin).ok  # consistent on its own…
+        alone = service.verify_audit(database, admin)  # the chain is consistent on its own…
+        assert (alone.ok, alone.first_bad_seq, alone.table) == (False, None, "teams")  # …not tables
         report = service.verify_audit(database, admin, checkpoint=checkpoint)
-        assert (report.ok, report.first_bad_seq) == (False, 4)  # …but not against the checkpoint
+        assert (report.ok, report.first_bad_seq) == (False, 4)  # …nor the checkpoint
         assert "truncated" in (report.reason or "")
 
     def test_rewritten_history_found_by_checkpoint(self, database: Database, admin: Actor) -> None:

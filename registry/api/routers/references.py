@@ -46,7 +46,7 @@ async def put_reference(
     if fmt is None or (format and x_reference_format and format != x_reference_format):
         raise InvalidInput("give the format once: query `format=` or header X-Reference-Format")
     blob = await request.body()
-    names = [m.strip() for m in modules.split(",") if m.strip()]
+    names = modules.split(",")  # every entry checked by the service: an empty one is refused
     info = await run_in_threadpool(
         service.attach_reference, db, actor, model=name, version=version, fmt=fmt, blob=blob,
         n_samples=n_samples, modules=names,
@@ -60,7 +60,7 @@ async def put_reference(
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def get_reference(name: ModelName, version: VersionNumber, db: DbDep, actor: ActorDep) -> Response:
-    """Return the profile bytes; format, sha256, samples and modules come as headers."""
+    """Return the profile bytes; format, sha256 and samples come as headers (modules: /info)."""
     ref = service.get_reference(db, actor, name, version)
     return Response(
         ref.blob,
@@ -70,6 +70,14 @@ def get_reference(name: ModelName, version: VersionNumber, db: DbDep, actor: Act
             "X-Reference-Format": ref.info.format,
             "X-Reference-Sha256": ref.info.sha256,
             "X-Reference-Samples": str(ref.info.n_samples),
-            "X-Reference-Modules": ",".join(ref.info.modules),
         },
     )
+
+
+@router.get("/reference/info", response_model=ReferencePublic)
+def get_reference_info(
+    name: ModelName, version: VersionNumber, db: DbDep, actor: ActorDep
+) -> ReferencePublic:
+    """Describe the profile (format, sha256, size, samples, modules) in a JSON body."""
+    ref = service.get_reference(db, actor, name, version)
+    return ReferencePublic.model_validate(ref.info.model_dump())
