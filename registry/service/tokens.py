@@ -15,6 +15,9 @@ from registry.models import ROLES, ApiToken, Team, utcnow
 from registry.schemas import Actor, TeamInfo, TokenInfo
 from registry.service._common import check_slug, require_admin, team_id_for
 
+SCOPES = ("deployments",)
+"""Token scopes: ``deployments`` is a reader token that may also post heartbeats (serving)."""
+
 TOKEN_PREFIX = "mmgov_"  # noqa: S105 — a public marker, not a secret
 """Every secret starts with this, so leaked tokens are recognisable (and scannable)."""
 
@@ -37,6 +40,7 @@ def _token_info(row: ApiToken, team: str) -> TokenInfo:
         created_by=row.created_by,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        scope=row.scope,
     )
 
 
@@ -76,19 +80,27 @@ def list_teams(db: Database, actor: Actor) -> list[TeamInfo]:
 
 
 def create_token(
-    db: Database, actor: Actor, *, team: str, role: str, name: str
+    db: Database, actor: Actor, *, team: str, role: str, name: str, scope: str | None = None
 ) -> tuple[TokenInfo, str]:
     """Create an API token for ``team`` with ``role``; the secret is returned only here.
+
+    A ``scope="deployments"`` token is a reader that may also post heartbeats: the one token
+    a serving process needs (resolve aliases, fetch references, report what it loaded).
 
     Returns:
         The token's description and its secret.
 
     Raises:
-        PermissionDenied: not an admin. InvalidInput: bad role or name. NotFound: unknown team.
+        PermissionDenied: not an admin. InvalidInput: bad role, scope or name (a scoped token
+        must be a reader). NotFound: unknown team.
     """
     require_admin(actor, "create tokens")
     if role not in ROLES:
         raise InvalidInput(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
+    if scope is not None and scope not in SCOPES:
+        raise InvalidInput(f"invalid scope {scope!r}: use one of {', '.join(SCOPES)}")
+    if scope is not None and role != "reader":
+        raise InvalidInput(f"a {scope!r} token is a reader: give --role reader")
     if not name or len(name) > 128:
         raise InvalidInput("token name must be 1-128 characters")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -102,6 +114,7 @@ def create_token(
             display_prefix=secret[: len(TOKEN_PREFIX) + 6],
             created_by=actor.name,
             created_at=utcnow(),
+            scope=scope,
         )
         session.add(row)
         session.flush()
@@ -116,6 +129,7 @@ def create_token(
                     "role": role,
                     "name": name,
                     "prefix": row.display_prefix,
+                    **({"scope": scope} if scope else {}),
                 }
             },
         )
@@ -186,10 +200,11 @@ def authenticate(db: Database, secret: str) -> Actor:
     if found is None or found[0].revoked_at is not None:
         raise failure
     token, team = found
-    return Actor(name=f"{team}/{token.name}", team=team, role=token.role)
+    return Actor(name=f"{team}/{token.name}", team=team, role=token.role, scope=token.scope)
 
 
 __all__ = [
+    "SCOPES",
     "TOKEN_PREFIX",
     "authenticate",
     "create_team",
