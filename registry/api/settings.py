@@ -30,6 +30,8 @@ class ApiSettings(BaseSettings):
     """Every request acts as a local admin; `mmgov serve` allows it on loopback only."""
     token_cache_seconds: float = Field(default=2.0, ge=0)
     """How long an authenticated token is trusted without a query (bounds revocation delay)."""
+    heartbeat_min_interval: float = Field(default=1.0, ge=0)
+    """Seconds: a serving instance's heartbeats closer together than this are refused (429)."""
 
     def weights_root_paths(self) -> list[Path]:
         """Return the configured weights roots as paths (empty: every local path is refused)."""
