@@ -4,7 +4,7 @@ A heartbeat names the instance, the version it serves and the sha256 of each mod
 as loaded in memory. The registry keeps one row per instance with its last heartbeat. A plain
 refresh appends no audit event (it would drown the log); the first heartbeat, a change of
 version and a change of what mismatches do. An instance whose loaded config or modules differ
-from the registered version opens an incident (``MmgovLoadedModulesMismatch``).
+from the registered version opens an incident (``MMGovLoadedModulesMismatch``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ MIN_HEARTBEAT_INTERVAL = 1.0
 """Seconds: a heartbeat from an instance sooner than this after its last one is refused (429)."""
 STALE_AFTER = 60.0
 """Seconds without a heartbeat after which `model_status` calls an instance stale."""
-MISMATCH_ALERT = "MmgovLoadedModulesMismatch"
+MISMATCH_ALERT = "MMGovLoadedModulesMismatch"
 """The alert name of the incident a mismatching instance opens."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -135,3 +135,20 @@ class TestRollbackPolicyRoutes:
         r = client.put(f"{V1}/models/mm/aliases/production/rollback-policy", json={},
                        headers=serving)
         assert r.status_code == 403, r.text
+
+
+class TestMismatchMetric:
+    def test_mismatching_instance_is_exported(
+        self, loop: tuple[TestClient, dict[str, str]], registry_db: Registry
+    ):
+        """A heartbeat with another config hash shows on /metrics, per model, version, module."""
+        client, serving = loop
+        r = client.post(f"{V1}/models/mm/deployments",
+                        json={**_beat(client), "config_hash": "e" * 64}, headers=serving)
+        assert r.status_code == 200, r.text
+        assert r.json()["mismatched"] == ["config"]
+        text = client.get("/metrics").text
+        assert (
+            'mmgov_registry_deployment_mismatch{model="mm",module="config",version="2"} 1.0'
+            in text
+        )

@@ -97,7 +97,7 @@ class TestHeartbeats:
         assert service.model_status(fleet, admin, "m").mismatched == ["pod-1"]
         incidents = service.list_incidents(fleet, admin, model="m", status="open")
         assert [(i.alertname, i.version, i.labels["instance"]) for i in incidents] == [
-            ("MmgovLoadedModulesMismatch", 2, "pod-1")
+            ("MMGovLoadedModulesMismatch", 2, "pod-1")
         ]
         service.record_heartbeat(fleet, SERVING, model="m", heartbeat=beat, min_interval=0)
         assert len(service.list_incidents(fleet, admin, model="m")) == 1
@@ -262,7 +262,7 @@ class TestAutoRollback:
         """A loaded-modules mismatch on v2 is an incident the policy may act on."""
         service.set_rollback_policy(
             fleet, admin, model="m", alias="production",
-            rules=RollbackPolicyIn(alertnames=["MmgovLoadedModulesMismatch"]),
+            rules=RollbackPolicyIn(alertnames=["MMGovLoadedModulesMismatch"]),
         )
         beat = _beat(fleet, 2, module_hashes={**_modules("2"), "text": "c" * 64})
         service.record_heartbeat(fleet, SERVING, model="m", heartbeat=beat, min_interval=0)
