@@ -6,11 +6,12 @@ Run: ``.venv/bin/python benchmarks/loop_bench.py [--db URL] [--runs N] [--hash-r
    `instrumentation.attestation.module_hashes` against plain `hashlib.sha256` over the same
    tensor bytes (one digest per tensor, no grouping, no JSON), interleaved, median of
    ``--hash-repeats``. Goal: ≥ 70 % of hashlib's throughput.
-2. Alert → the serving process reports the previous version, over real HTTP on loopback: an
-   in-process sidecar (uvicorn) and a `ServingLoop` polling production every 20 ms with
-   heartbeats. Each run promotes v2, waits until the loop reports it, then posts a firing alert
-   to the Alertmanager webhook; the automatic rollback policy (cool-down 0) moves production
-   back to v1 inside the webhook's transaction. Timed per run: webhook request → answer (the
+2. Alert → the serving process reports the previous version, over real HTTP on loopback: the
+   sidecar as its own process (`mmgov serve`) and, in this process, a `ServingLoop` polling
+   production every 20 ms with heartbeats (so loading a version never competes with the
+   sidecar for this interpreter's lock). Each run promotes v2, waits until the loop reports
+   it, then posts a firing alert to the Alertmanager webhook; the automatic rollback policy
+   (cool-down 0) moves production back to v1 inside the webhook's transaction. Timed per run: webhook request → answer (the
    sidecar's part: the alias has moved when it answers; goal p50 ≤ 50 ms), → the loop serves
    v1 (poll + load + verify), → the registry has the heartbeat naming v1. p50 over ``--runs``.
    Beside it, per run, the same webhook with an alert no policy matches: the floor (HTTP,
@@ -22,7 +23,10 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,11 +45,9 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from examples.multimodal import build_model, load_config, save_weights  # noqa: E402
 from examples.serving import ServingLoop  # noqa: E402
-from examples.sidecar import ApiThread  # noqa: E402
 from instrumentation.attestation import module_hashes  # noqa: E402
 from registry import db as dbmod  # noqa: E402
 from registry import service  # noqa: E402
-from registry.api import ApiSettings, create_app  # noqa: E402
 from registry.client import RegistryClient  # noqa: E402
 from registry.config import canonicalize  # noqa: E402
 from registry.loop_schemas import RollbackPolicyIn  # noqa: E402
@@ -136,8 +138,7 @@ def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
     ))
     _, token = service.create_token(db, ADMIN, team="bench", role="reader", name="pod",
                                     scope="deployments")
-    settings = ApiSettings(database_url=url, alerts_token=ALERTS, heartbeat_min_interval=0)
-    api = ApiThread(create_app(settings, db=db)).start()
+    api = Sidecar(url).start()
     registry = CollectorRegistry()
     client = RegistryClient(api.url, token, prometheus_registry=registry)
     loop = ServingLoop(client, name, prometheus_registry=registry, instance="bench-pod",
@@ -179,6 +180,48 @@ def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
         api.stop()
         db.dispose()
     return out
+
+
+class Sidecar:
+    """`mmgov serve` on a free loopback port, as its own process."""
+
+    def __init__(self, url: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._cmd = [sys.executable, "-c", "from registry.cli import main; main()", "serve",
+                     "--db", url, "--port", str(self.port), "--log-level", "warning"]
+        self._env = {**os.environ, "MMGOV_ALERTS_TOKEN": ALERTS,
+                     "MMGOV_HEARTBEAT_MIN_INTERVAL": "0",
+                     "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> Sidecar:
+        """Start it and wait until ``/readyz`` answers 200."""
+        self._proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"mmgov serve exited with {self._proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("mmgov serve did not become ready")
+            time.sleep(0.1)  # bounded readiness poll
+
+    def stop(self) -> None:
+        """Terminate it (kill after 15 s)."""
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
 
 
 def _p50_ms(values: list[float]) -> float:
