@@ -11,9 +11,10 @@ Run: ``.venv/bin/python benchmarks/loop_bench.py [--db URL] [--runs N] [--hash-r
    production every 20 ms with heartbeats (so loading a version never competes with the
    sidecar for this interpreter's lock). Each run promotes v2, waits until the loop reports
    it, then posts a firing alert to the Alertmanager webhook; the automatic rollback policy
-   (cool-down 0) moves production back to v1 inside the webhook's transaction. Timed per run: webhook request → answer (the
-   sidecar's part: the alias has moved when it answers; goal p50 ≤ 50 ms), → the loop serves
-   v1 (poll + load + verify), → the registry has the heartbeat naming v1. p50 over ``--runs``.
+   (cool-down 0) moves production back to v1 inside the webhook's transaction. Timed per run:
+   webhook request → answer (the sidecar's part: the alias has moved when it answers; goal
+   p50 ≤ 50 ms), → the loop serves v1 (poll + load + verify), → the registry has the heartbeat
+   naming v1. p50 over ``--runs``.
    Beside it, per run, the same webhook with an alert no policy matches: the floor (HTTP,
    validation, the incident's own transaction) that the rollback adds to.
 """
