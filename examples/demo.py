@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ from registry.client import RegistryClient
 from registry.config import CanonicalConfig, canonicalize, load_config_file
 from registry.diff import render_diff
 from registry.errors import Conflict
-from registry.schemas import Actor
+from registry.loop_schemas import RollbackPolicyIn
+from registry.schemas import Actor, AlertIn
 
 __all__ = ["DemoResult", "default_config_path", "latency_buckets", "render_summary", "run_demo"]
 
@@ -52,6 +54,7 @@ TEAM = "demo"
 DRIFTED = "image_encoder"
 """The module the drifted stream (pixel noise) moves; the text encoder sees unchanged captions."""
 MONITORED = ("image_encoder", "text_encoder")
+DRIFT_ALERT = "MMGovEmbeddingDrift"
 NOISE_STD = 96.0
 BATCH = 32
 REFERENCE_BATCHES = 12
@@ -387,16 +390,18 @@ def _run(
             progress.detail(f"production → v{v1}")
 
             _, token = service.create_token(db, ACTOR, team=TEAM, role="reader",
-                                            name=f"serving-{int(time.time())}")
+                                            name=f"serving-{int(time.time())}",
+                                            scope="deployments")
             api = ApiThread(create_app(ApiSettings(database_url=url), db=db)).start()
-            progress.detail(f"admin API on {api.url} (reader token for the serving loop)")
+            progress.detail(f"admin API on {api.url} (a deployments-scoped reader token for the "
+                            "serving loop: it resolves aliases and posts heartbeats)")
             registry = CollectorRegistry()
             metrics_server = start_metrics_server(0, registry=registry)
             metrics_url = f"http://127.0.0.1:{metrics_server.server_port}/metrics"
             client = RegistryClient(api.url, token, prometheus_registry=registry)
             loop = ServingLoop(client, name, prometheus_registry=registry, drift_window=WINDOW,
                                false_alarm_rate=FALSE_ALARM_RATE, sample_every=1,
-                               pipeline=pipeline)
+                               pipeline=pipeline, instance="demo-pod", heartbeat_interval=1.0)
             served = loop.start(interval=0.2)
             progress.detail(f"serving loop resolved production → v{served.version} through "
                             f"the API; weights sha256 and pipeline files verified; metrics on "
@@ -498,10 +503,32 @@ def _run(
             progress.detail("mmgov_module_errors_total by module: " + ", ".join(
                 f"{m} {errors.get(m, {}).get('errors', 0):.0f}" for m in MODULE_NAMES))
 
-        with progress.step(f"Rolling production back to v{v1}; audit trail"):
-            service.rollback(db, ACTOR, model=name, alias="production", expected_version=v2)
+        with progress.step(f"Drift alert → automatic rollback to v{v1}; audit trail"):
+            service.set_rollback_policy(db, ACTOR, model=name, alias="production",
+                                        rules=RollbackPolicyIn(alertnames=[DRIFT_ALERT]))
+            # What Alertmanager posts when MMGovEmbeddingDrift fires on the image encoder.
+            [incident] = service.record_alerts(db, ACTOR, [AlertIn.model_validate({
+                "status": "firing",
+                "labels": {"alertname": DRIFT_ALERT, "model": name, "version": str(v2),
+                           "module": "image_encoder", "severity": "warning"},
+                "startsAt": datetime.now(UTC).isoformat(), "fingerprint": f"demo-drift-{v2}",
+            })])
+            decisions = service.list_auto_rollbacks(db, ACTOR, name)
+            if not decisions or decisions[0].outcome != "rolled_back":
+                raise RuntimeError("the rollback policy did not move production")
+            progress.detail(f"incident {incident.id} ({DRIFT_ALERT} on v{v2} image_encoder) → "
+                            f"policy rolled production back v{v2} → v{decisions[0].to_version} "
+                            f"(move {decisions[0].move}, linked from the incident)")
             if not loop.wait_for_version(v1, SWAP_TIMEOUT_S):
                 raise RuntimeError(f"the serving loop did not swap back to v{v1} in time")
+            deadline = time.monotonic() + SWAP_TIMEOUT_S
+            while not any(d.version == v1 and d.matches
+                          for d in service.list_deployments(db, ACTOR, name)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the serving loop did not report v{v1} in time")
+                time.sleep(0.05)  # bounded wait for the heartbeat the swap triggers
+            progress.detail(f"heartbeat of demo-pod: v{v1}, in-memory module hashes match "
+                            "the registered ones")
             loop.predict(inputs.batch())
             scraped = scrape(metrics_url)
             versions_seen = sorted({labels["version"] for labels, _, _ in

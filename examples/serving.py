@@ -15,8 +15,11 @@ from torch import nn
 
 from examples.multimodal import build_model, load_weights
 from instrumentation import Instrumentation, instrument
+from instrumentation.attestation import Attestation
 from instrumentation.drift import DriftMonitor, ReferenceProfile, build_monitors
 from registry.client import (
+    HeartbeatHandle,
+    IntegrityError,
     RegistryClient,
     ResolvedVersion,
     SidecarError,
@@ -31,12 +34,13 @@ _log = logging.getLogger("mmgov.serving")
 
 @dataclass
 class Served:
-    """One loaded version: its model, instrumentation handle and drift monitors."""
+    """One loaded version: its model, instrumentation handle, drift monitors and attestation."""
 
     resolved: ResolvedVersion
     model: nn.Module
     instrumentation: Instrumentation
     monitors: dict[str, DriftMonitor] = field(default_factory=dict)
+    attestation: Attestation | None = None
 
     @property
     def version(self) -> int:
@@ -44,10 +48,12 @@ class Served:
         return self.resolved.version
 
     def close(self) -> None:
-        """Detach the instrumentation and stop the drift workers."""
+        """Detach the instrumentation, stop the drift workers, remove the info series."""
         self.instrumentation.detach()
         for monitor in self.monitors.values():
             monitor.close()
+        if self.attestation is not None:
+            self.attestation.close()
 
 
 class ServingLoop:
@@ -57,8 +63,12 @@ class ServingLoop:
     ``pipeline`` directories this process tokenizes and preprocesses with, that they are the
     version's recorded pipeline file for file), build the model
     from the version's config, load the weights, fetch the reference profile, build one drift
-    monitor per profiled module, and instrument the model with the version identity. The new
-    version is built while the old one keeps serving; the swap itself is a pointer change.
+    monitor per profiled module, instrument the model with the version identity, and hash its
+    tensors in memory per module (`instrumentation.attestation`): a version whose loaded
+    modules differ from the registered hashes is refused. The new version is built while the
+    old one keeps serving; the swap itself is a pointer change. Given an ``instance`` name, the
+    loop posts heartbeats (version, config hash, loaded module hashes) every
+    ``heartbeat_interval`` seconds and at once after each swap.
     """
 
     def __init__(
@@ -73,8 +83,13 @@ class ServingLoop:
         sample_every: int | None = None,
         on_swap: Callable[[Served], None] | None = None,
         pipeline: Mapping[str, Path] | None = None,
+        instance: str | None = None,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.client = client
+        self.instance = instance
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeats: HeartbeatHandle | None = None
         self.pipeline = dict(pipeline) if pipeline is not None else None
         self.model_name = model_name
         self.alias = alias
@@ -108,8 +123,9 @@ class ServingLoop:
             The loaded version.
 
         Raises:
-            IntegrityError: weights or reference bytes do not match the registry's sha256, or
-                the data pipeline directories this process uses differ from the version's.
+            IntegrityError: weights or reference bytes do not match the registry's sha256, the
+                modules as loaded in memory differ from the registered hashes, or the data
+                pipeline directories this process uses differ from the version's.
             SidecarError: the reference could not be fetched.
             ValueError: the config or weights do not fit the reference model.
         """
@@ -150,7 +166,27 @@ class ServingLoop:
             sample_every=self._sample_every or int(monitoring.get("sample_every", 100)),
             drift=monitors,
         )
-        return Served(resolved=resolved, model=model, instrumentation=handle, monitors=monitors)
+        attestation = Attestation(
+            model,
+            model_name=self.model_name,
+            version=resolved.version,
+            config_hash=resolved.config_hash,
+            alias=self.alias,
+            grouping=resolved.module_grouping,
+            prometheus_registry=self.registry,
+        )
+        differs = attestation.differs_from(resolved.module_hashes)
+        if differs:
+            attestation.close()
+            handle.detach()
+            for monitor in monitors.values():
+                monitor.close()
+            raise IntegrityError(
+                f"{self.model_name} v{resolved.version}: modules as loaded differ from the "
+                f"registered hashes: {', '.join(differs)}"
+            )
+        return Served(resolved=resolved, model=model, instrumentation=handle, monitors=monitors,
+                      attestation=attestation)
 
     def swap_to(self, resolved: ResolvedVersion) -> Served:
         """Load ``resolved`` and make it the serving version; the old one is closed.
@@ -170,6 +206,8 @@ class ServingLoop:
                 self._swapped.notify_all()
             if current is not None:
                 current.close()
+        if self._heartbeats is not None:
+            self._heartbeats.beat_now()
         if self._on_swap is not None:
             self._on_swap(fresh)
         return fresh
@@ -184,8 +222,36 @@ class ServingLoop:
             SidecarError: the first resolve failed (nothing to serve yet).
         """
         served = self.swap_to(self.client.resolve(self.model_name, self.alias))
+        if self.instance is not None:
+            self._heartbeats = self.client.start_heartbeats(
+                self.model_name, self._heartbeat_body, self._heartbeat_interval
+            )
         self._watch = self.client.watch(self.model_name, self.alias, self._moved, interval)
         return served
+
+    def _heartbeat_body(self) -> dict[str, Any] | None:
+        served = self._current
+        if served is None or served.attestation is None or self.instance is None:
+            return None
+        return served.attestation.heartbeat(self.instance)
+
+    def attest(self) -> dict[str, str]:
+        """Recompute the serving version's module hashes now and report them at once.
+
+        Returns:
+            The hashes as loaded in memory.
+        """
+        served = self.current
+        assert served.attestation is not None  # every loaded version has one
+        hashes = served.attestation.refresh()
+        if self._heartbeats is not None:
+            self._heartbeats.beat_now()
+        return hashes
+
+    @property
+    def last_heartbeat(self) -> dict[str, Any] | None:
+        """The registry's answer to the last accepted heartbeat (None before the first)."""
+        return self._heartbeats.last if self._heartbeats is not None else None
 
     def _moved(self, resolved: ResolvedVersion) -> None:
         current = self._current
@@ -237,10 +303,13 @@ class ServingLoop:
         return list(self.current.monitors)
 
     def close(self) -> None:
-        """Stop watching and detach the serving version."""
+        """Stop watching and heartbeats, and detach the serving version."""
         if self._watch is not None:
             self._watch.stop()
             self._watch = None
+        if self._heartbeats is not None:
+            self._heartbeats.stop()
+            self._heartbeats = None
         with self._load_lock:
             if self._current is not None:
                 self._current.close()

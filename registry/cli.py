@@ -863,12 +863,19 @@ def token_create(
     team: Annotated[str, typer.Option("--team", help="Team the token acts for.")],
     role: Annotated[str, typer.Option("--role", help="reader, maintainer or admin.")],
     name: Annotated[str, typer.Option(help="Label of the token.")] = "cli",
+    scope: Annotated[
+        str | None,
+        typer.Option(help="deployments: a reader token that may also post heartbeats."),
+    ] = None,
 ) -> None:
     """Create an API token and print its secret (shown only this once)."""
     s = state(ctx)
-    info, secret = service.create_token(s.existing_db, s.actor, team=team, role=role, name=name)
+    info, secret = service.create_token(
+        s.existing_db, s.actor, team=team, role=role, name=name, scope=scope
+    )
     data = {**info.model_dump(mode="json"), "secret": secret}
-    emit(ctx, data, f"token {info.id} ({team}, {role}); secret, shown only once:\n{secret}")
+    shown = f"{role}, scope {scope}" if scope else role
+    emit(ctx, data, f"token {info.id} ({team}, {shown}); secret, shown only once:\n{secret}")
 
 
 @token_app.command("revoke")

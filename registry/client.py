@@ -6,6 +6,7 @@ Errors form one small tree, so a serving process can catch exactly what it can s
     ├── SidecarUnavailable       connection refused/reset, timeout, 5xx, unreadable answer
     ├── SidecarAuthError         401 (no or wrong token) or 403 (token may not do this)
     ├── SidecarNotFound          404: unknown model, version, alias or reference
+    ├── SidecarRejected          422 or 429: a heartbeat the registry refused (malformed, too soon)
     └── IntegrityError           bytes whose sha256 is not the one the registry recorded
 
 Torch-free: it needs httpx, prometheus_client and the registry's own hashing (weights, pipeline).
@@ -32,12 +33,14 @@ from registry.pipeline import PipelineInfo, check_pipeline
 from registry.weights import inspect_weights
 
 __all__ = [
+    "HeartbeatHandle",
     "IntegrityError",
     "RegistryClient",
     "ResolvedVersion",
     "SidecarAuthError",
     "SidecarError",
     "SidecarNotFound",
+    "SidecarRejected",
     "SidecarUnavailable",
     "WatchHandle",
     "verify_weights",
@@ -71,6 +74,16 @@ class SidecarNotFound(SidecarError):
     reason = "not_found"
 
 
+class SidecarRejected(SidecarError):
+    """The registry refused what was sent: malformed (422) or too soon (429, ``retry``)."""
+
+    reason = "rejected"
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
 class IntegrityError(SidecarError):
     """Bytes do not hash to the sha256 the registry recorded."""
 
@@ -93,6 +106,7 @@ class ResolvedVersion:
     etag: str | None = None
     weights_format: str | None = None
     pipeline: dict[str, Any] | None = None
+    module_grouping: dict[str, Any] | None = None
 
     @property
     def weights_path(self) -> Path:
@@ -155,6 +169,27 @@ class WatchHandle:
             self._thread.join(timeout)
 
 
+class HeartbeatHandle(WatchHandle):
+    """Running heartbeats: ``beat_now()`` posts at once; ``last`` is the registry's last answer."""
+
+    def __init__(
+        self, thread: threading.Thread, stop_event: threading.Event, wake: threading.Event
+    ) -> None:
+        super().__init__(thread, stop_event)
+        self._wake = wake
+        self.last: dict[str, Any] | None = None
+
+    def beat_now(self) -> None:
+        """Post a heartbeat now instead of at the next interval."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop posting and wait up to ``timeout`` seconds for the thread to end."""
+        self._stop.set()
+        self._wake.set()
+        super().stop(timeout)
+
+
 class RegistryClient:
     """Keep-alive client of the admin API (``/api/v1``) for serving processes."""
 
@@ -213,6 +248,114 @@ class RegistryClient:
             raise SidecarUnavailable(f"GET {path}: {response.status_code} {detail}")
         raise SidecarError(f"GET {path}: unexpected {response.status_code} {detail}")
 
+    def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        try:
+            self.requests += 1
+            response = self._http.post(path, json=dict(body))
+        except httpx.TimeoutException as exc:
+            raise SidecarUnavailable(f"registry sidecar timed out on POST {path}") from exc
+        except httpx.TransportError as exc:
+            raise SidecarUnavailable(
+                f"registry sidecar unreachable at {self._http.base_url}: {exc}"
+            ) from exc
+        if response.status_code in (200, 201):
+            return response
+        detail = _problem_detail(response)
+        if response.status_code in (401, 403):
+            raise SidecarAuthError(f"POST {path}: {response.status_code} {detail}")
+        if response.status_code == 404:
+            raise SidecarNotFound(f"POST {path}: {detail}")
+        if response.status_code in (422, 429):
+            raise SidecarRejected(f"POST {path}: {response.status_code} {detail}",
+                                  retry=response.status_code == 429)
+        if response.status_code >= 500:
+            raise SidecarUnavailable(f"POST {path}: {response.status_code} {detail}")
+        raise SidecarError(f"POST {path}: unexpected {response.status_code} {detail}")
+
+    def heartbeat(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Post one heartbeat of a serving instance of model ``name``.
+
+        ``body`` is plain data: ``instance``, ``version``, ``alias``, ``config_hash`` and
+        ``module_hashes`` (what `instrumentation.attestation.Attestation.heartbeat` builds).
+
+        Returns:
+            The deployment as the registry recorded it (``matches``, ``mismatched``, …).
+
+        Raises:
+            SidecarRejected: malformed, or too soon after the last one (``retry`` True).
+            SidecarUnavailable, SidecarAuthError, SidecarNotFound, SidecarError.
+        """
+        response = self._post(f"/models/{quote(name, safe='')}/deployments", body)
+        try:
+            answer: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise SidecarUnavailable(f"heartbeat: unreadable answer: {exc}") from exc
+        return answer
+
+    def start_heartbeats(
+        self,
+        name: str,
+        body: Callable[[], Mapping[str, Any] | None],
+        interval: float = 10.0,
+    ) -> HeartbeatHandle:
+        """Post ``body()`` every ``interval`` seconds on a daemon thread (skipped when None).
+
+        ``HeartbeatHandle.beat_now()`` posts at once (after a swap). A refused-as-too-soon
+        heartbeat is retried shortly; other failures are counted in
+        ``mmgov_sidecar_errors_total{reason}``, logged once per state change, and retried at
+        the next interval.
+
+        Returns:
+            The handle to ``beat_now()`` or ``stop()``.
+        """
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval!r}")
+        stop, wake = threading.Event(), threading.Event()
+        handle_box: list[HeartbeatHandle] = []
+        failing: list[str | None] = [None]
+
+        def beat() -> float:
+            payload = body()
+            if payload is None:
+                return interval
+            try:
+                answer = self.heartbeat(name, payload)
+            except SidecarRejected as exc:
+                if exc.retry:
+                    return min(interval, 0.25)
+                self._count_failure(failing, exc)
+                return interval
+            except SidecarError as exc:
+                self._count_failure(failing, exc)
+                return interval
+            if failing[0] is not None:
+                _log.info("heartbeats are accepted again")
+                failing[0] = None
+            if handle_box:
+                handle_box[0].last = answer
+            return interval
+
+        def run() -> None:
+            delay = 0.0
+            while not stop.is_set():
+                if wake.wait(delay):
+                    wake.clear()
+                if stop.is_set():
+                    return
+                delay = beat()
+
+        thread = threading.Thread(target=run, name=f"mmgov-heartbeat-{name}", daemon=True)
+        handle = HeartbeatHandle(thread, stop, wake)
+        handle_box.append(handle)
+        thread.start()
+        return handle
+
+    def _count_failure(self, failing: list[str | None], exc: SidecarError) -> None:
+        self.errors.labels(exc.reason).inc()
+        if failing[0] != exc.reason:
+            _log.warning("heartbeat failed (%s): %s", exc.reason, exc)
+            failing[0] = exc.reason
+
     def resolve(self, name: str, alias: str) -> ResolvedVersion:
         """Return the version ``alias`` of model ``name`` serves.
 
@@ -246,6 +389,7 @@ class RegistryClient:
                 etag=response.headers.get("etag"),
                 weights_format=body.get("weights_format"),
                 pipeline=body.get("pipeline"),
+                module_grouping=body.get("module_grouping"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SidecarUnavailable(f"GET {path}: unreadable answer: {exc}") from exc

@@ -8,6 +8,7 @@
     │   └── PolicyRefused          a promotion fails its alias's rules; lists each     → 409
     ├── PermissionDenied           the caller's token may not do this                  → 403
     ├── Unauthenticated            no token, or a token that matches none              → 401
+    ├── TooManyRequests            heartbeats from one instance faster than allowed    → 429
     ├── AuditChainBroken           `verify` found a row whose hash does not match      → 500
     ├── SchemaNotAtHead            the database needs `mmgov db upgrade`               → 503
     └── DatabaseUnavailable        the database cannot be reached or does not exist    → 503
@@ -72,6 +73,11 @@ class Unauthenticated(RegistryError):
     status = 401
 
 
+class TooManyRequests(RegistryError):
+    title = "Too many requests"
+    status = 429
+
+
 class AuditChainBroken(RegistryError):
     title = "Audit chain broken"
     status = 500
@@ -102,5 +108,6 @@ __all__ = [
     "PolicyRefused",
     "RegistryError",
     "SchemaNotAtHead",
+    "TooManyRequests",
     "Unauthenticated",
 ]

@@ -350,13 +350,82 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Added by 0006: "deployments" marks a reader token that may also post heartbeats.
+    scope: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         CheckConstraint("role IN ('reader', 'maintainer', 'admin')", name="role_known"),
     )
 
 
+class Deployment(Base):
+    """One serving instance of a model: what it reported in its last heartbeat."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    instance: Mapped[str] = mapped_column(String(128))
+    alias: Mapped[str | None] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    module_hashes: Mapped[dict[str, str]] = mapped_column(JSONType)
+    # What differs from the registered version: "config" and/or module names; [] when it matches.
+    mismatched: Mapped[list[str]] = mapped_column(JSONType)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeats: Mapped[int] = mapped_column(BigInteger, default=1)
+    reported_by: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("model_id", "instance"),)
+
+
+class RollbackPolicy(Base):
+    """When the sidecar rolls an alias back by itself: which alerts, how long firing, cool-down."""
+
+    __tablename__ = "rollback_policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id"), unique=True)
+    alertnames: Mapped[list[str]] = mapped_column(JSONType)
+    severities: Mapped[list[str]] = mapped_column(JSONType)
+    min_firing_seconds: Mapped[int] = mapped_column(Integer)
+    cooldown_seconds: Mapped[int] = mapped_column(Integer)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+AUTO_OUTCOMES = ("rolled_back", "dry_run", "cooldown", "no_target")
+
+
+class AutoRollback(Base):
+    """One decision of a rollback policy on one incident; unique, so it is never taken twice."""
+
+    __tablename__ = "auto_rollbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id"))
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    from_version: Mapped[int] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    move_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("incident_id", "alias_id"),
+        Index(None, "alias_id", "at"),
+        CheckConstraint(
+            "outcome IN ('rolled_back', 'dry_run', 'cooldown', 'no_target')", name="outcome_known"
+        ),
+    )
+
+
 __all__ = [
+    "AUTO_OUTCOMES",
     "GENESIS_HASH",
     "NAMING_CONVENTION",
     "ROLES",
@@ -369,12 +438,15 @@ __all__ = [
     "Approval",
     "AuditEvent",
     "AuditHead",
+    "AutoRollback",
     "Base",
+    "Deployment",
     "Incident",
     "Model",
     "ModelSchema",
     "ModelVersion",
     "ReferenceProfile",
+    "RollbackPolicy",
     "Team",
     "UTCDateTime",
     "VersionTag",

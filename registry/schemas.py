@@ -37,6 +37,8 @@ class Actor(_Frozen):
     name: str
     team: str | None = None
     role: Role
+    scope: str | None = None
+    """``deployments``: a reader token of a serving process that may also post heartbeats."""
 
 
 class Page(_Frozen, Generic[T]):
@@ -418,6 +420,7 @@ class TokenInfo(_Frozen):
     created_by: str
     created_at: datetime
     revoked_at: datetime | None
+    scope: str | None = None
 
 
 __all__ = [

@@ -38,8 +38,10 @@ EXPORTED_METRICS = frozenset(
         "mmgov_drift_alarms_total",
     }
 )
+# What the sidecar's own /metrics exports from the database (registry/api/metrics.py).
+SIDECAR_METRICS = frozenset({"mmgov_registry_deployment_mismatch"})
 # Names the sidecar, the dashboard and the runbooks rely on.
-STABLE_GROUPS = {"mmgov.drift", "mmgov.modules", "mmgov.instrumentation"}
+STABLE_GROUPS = {"mmgov.drift", "mmgov.modules", "mmgov.instrumentation", "mmgov.deployments"}
 STABLE_ALERTS = {
     "MMGovEmbeddingDrift",
     "MMGovModuleErrorRate",
@@ -47,6 +49,7 @@ STABLE_ALERTS = {
     "MMGovLatencyRegression",
     "MMGovInstrumentationErrors",
     "MMGovNoTraffic",
+    "MMGovLoadedModulesMismatch",
 }
 
 _PROMQL_KEYWORDS = frozenset(
@@ -163,10 +166,10 @@ class TestRuleFiles:
         "rule", _rules(), ids=lambda rule: rule.get("alert", rule.get("record"))
     )
     def test_rules_use_exported_metrics(self, rule: dict[str, Any]) -> None:
-        """Rules select only metrics the instrumentation exports or series recorded here."""
+        """Rules select only metrics the instrumentation (or sidecar) exports, or recorded here."""
         names = metric_names(rule["expr"])
         assert names, "no metric found in the expression"
-        assert names <= EXPORTED_METRICS | _recorded_names()
+        assert names <= EXPORTED_METRICS | SIDECAR_METRICS | _recorded_names()
 
 
 class TestRuleTestCoverage:
@@ -343,7 +346,7 @@ class TestDashboard:
         for target in panel["targets"]:
             names = metric_names(target["expr"])
             assert names, f"no metric in {target['expr']!r}"
-            assert names <= EXPORTED_METRICS | _recorded_names()
+            assert names <= EXPORTED_METRICS | SIDECAR_METRICS | _recorded_names()
             for variable in ("$model", "$version", "$module"):
                 assert variable in target["expr"], f"{target['expr']!r} ignores {variable}"
 

@@ -9,7 +9,7 @@ names ``id``. On PostgreSQL the triggers become ``ENABLE ALWAYS``, so they fire 
 rows, which ``mmgov audit verify`` then reports (it compares the tables with the replayed log).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 
 from __future__ import annotations

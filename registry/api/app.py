@@ -15,6 +15,7 @@ from registry.api.routers import (
     alerts,
     aliases,
     audit,
+    deployments,
     health,
     incidents,
     metrics,
@@ -118,6 +119,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
         audit.router,
         alerts.router,
         incidents.router,
+        deployments.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)

@@ -57,7 +57,8 @@ class ApiMetrics:
 
 
 class RegistryCollector(Collector):
-    """Versions per model and the version each alias serves, queried at scrape time."""
+    """Versions per model, the version each alias serves, and mismatching serving instances
+    (live ones, per module: ``config`` for the config), queried at scrape time."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -72,6 +73,11 @@ class RegistryCollector(Collector):
             "The version each alias of a model points at.",
             labels=["model", "alias"],
         )
+        mismatch = GaugeMetricFamily(
+            "mmgov_registry_deployment_mismatch",
+            "Live serving instances whose loaded module (or config) differs from the registry.",
+            labels=["model", "version", "module"],
+        )
         try:
             cursor: str | None = None
             while True:
@@ -80,6 +86,13 @@ class RegistryCollector(Collector):
                     versions.add_metric([model.name], float(model.latest_version or 0))
                     for alias in service.list_aliases(self.db, _SCRAPER, model.name):
                         aliases.add_metric([model.name, alias.alias], float(alias.version))
+                    counts: dict[tuple[str, str], int] = {}
+                    for d in service.list_deployments(self.db, _SCRAPER, model.name):
+                        for module in [] if d.stale else d.mismatched:
+                            key = (str(d.version), module)
+                            counts[key] = counts.get(key, 0) + 1
+                    for (version, module), n in sorted(counts.items()):
+                        mismatch.add_metric([model.name, version, module], float(n))
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
@@ -87,6 +100,7 @@ class RegistryCollector(Collector):
             return
         yield versions
         yield aliases
+        yield mismatch
 
 
 def render(metrics: ApiMetrics, collector: RegistryCollector) -> tuple[bytes, str]:

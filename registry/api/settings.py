@@ -53,6 +53,8 @@ class ApiSettings(BaseSettings):
     charts query its HTTP API; unset, the charts say how to set it."""
     prometheus_timeout: float = Field(default=2.0, gt=0, le=30)
     """Seconds a chart waits for Prometheus before showing the error instead."""
+    heartbeat_min_interval: float = Field(default=1.0, ge=0)
+    """Seconds: a serving instance's heartbeats closer together than this are refused (429)."""
 
     def weights_root_paths(self) -> list[Path]:
         """Return the configured weights roots as paths (empty: every local path is refused)."""

@@ -6,8 +6,15 @@ from registry.schemas import UNSET, Unset
 from registry.service.alias_history import alias_history
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
 from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
+from registry.service.auto_rollback import (
+    list_auto_rollbacks,
+    list_rollback_policies,
+    remove_rollback_policy,
+    set_rollback_policy,
+)
 from registry.service.checks import check_weights
 from registry.service.config_schemas import diff_schemas, get_schema, list_schemas, set_schema
+from registry.service.deployments import list_deployments, model_status, record_heartbeat
 from registry.service.incidents import (
     acknowledge_incident,
     get_incident,
@@ -90,22 +97,28 @@ __all__ = [
     "list_aliases",
     "list_approvals",
     "list_audit",
+    "list_auto_rollbacks",
+    "list_deployments",
     "list_incidents",
     "list_models",
     "list_policies",
+    "list_rollback_policies",
     "list_schemas",
     "list_tags",
     "list_teams",
     "list_tokens",
     "list_versions",
+    "model_status",
     "parse_duration",
     "parse_tags",
     "promote",
     "read_profile_metadata",
     "record_alerts",
+    "record_heartbeat",
     "record_webhook",
     "register_version",
     "remove_policy",
+    "remove_rollback_policy",
     "remove_tags",
     "reopen_incident",
     "resolve_alias",
@@ -114,6 +127,7 @@ __all__ = [
     "rollback",
     "set_free_aliases",
     "set_policy",
+    "set_rollback_policy",
     "set_schema",
     "set_stage",
     "set_tags",

@@ -231,6 +231,100 @@ def promote(
     return db.write_core(work)
 
 
+def rollback_in(
+    session: Session,
+    actor: Actor,
+    row: Model,
+    *,
+    alias: str,
+    to: int | None,
+    expected_version: int | Unset | None,
+    reason: str,
+) -> tuple[AliasInfo, int]:
+    """Roll ``alias`` of the locked model ``row`` back inside ``session`` (`rollback`'s work).
+
+    Returns:
+        The alias afterwards and the id of its `AliasMove`.
+
+    Raises:
+        What `rollback` raises, but for authorisation (the caller checked it).
+    """
+    model = row.name
+    current = _alias_row(session, row, alias)
+    if current is None:
+        raise NotFound(f"model {model!r} has no alias {alias!r}")
+    before = _number(session, current.version_id)
+    _check_expected(model, alias, before, expected_version)
+    stack = _live_stack(session, current)
+    now = utcnow()
+    if to is None:
+        if len(stack) < 2:
+            raise Conflict(
+                f"alias {alias!r} of model {model!r} has nothing to roll back to: "
+                f"version {before} is the first version it pointed at"
+            )
+        stack[0].rolled_back_at = now
+        target_id = stack[1].version_id
+    else:
+        target_id = version_row(session, row, to).id
+        if to == before:
+            raise Conflict(f"alias {alias!r} of model {model!r} is already at version {to}")
+        depth = next((i for i, h in enumerate(stack) if h.version_id == target_id), None)
+        if depth is not None:
+            for entry in stack[:depth]:
+                entry.rolled_back_at = now
+        else:
+            ever = session.scalars(
+                select(AliasHistory.id)
+                .where(
+                    AliasHistory.alias_id == current.id,
+                    AliasHistory.version_id == target_id,
+                )
+                .limit(1)
+            ).first()
+            if ever is None:
+                raise Conflict(
+                    f"version {to} was never live under alias {alias!r} of model {model!r}: "
+                    "promote it instead"
+                )
+            session.add(
+                AliasHistory(
+                    alias_id=current.id,
+                    version_id=target_id,
+                    action="rollback",
+                    actor=actor.name,
+                    at=now,
+                )
+            )
+    from_id = current.version_id
+    current.version_id, current.updated_at, current.updated_by = target_id, now, actor.name
+    session.flush()
+    after = _number(session, target_id)
+    event = audit.append(
+        session,
+        actor=actor.name,
+        action="alias.rollback",
+        model=model,
+        version=after,
+        payload=_payload(alias, before, after, reason),
+    )
+    move = AliasMove(
+        alias_id=current.id,
+        version_id=target_id,
+        from_version_id=from_id,
+        version=after,
+        from_version=before,
+        action="rollback",
+        actor=actor.name,
+        reason=reason,
+        at=now,
+        audit_seq=event.seq,
+    )
+    session.add(move)
+    session.flush()
+    return alias_info(model, current, after, before), move.id
+
+
 def rollback(
     db: Database,
     actor: Actor,
@@ -260,79 +354,11 @@ def rollback(
 
     def work(session: Session) -> AliasInfo:
         row = visible_model(session, actor, model, lock=True)
-        current = _alias_row(session, row, alias)
-        if current is None:
-            raise NotFound(f"model {model!r} has no alias {alias!r}")
-        before = _number(session, current.version_id)
-        _check_expected(model, alias, before, expected_version)
-        stack = _live_stack(session, current)
-        now = utcnow()
-        if to is None:
-            if len(stack) < 2:
-                raise Conflict(
-                    f"alias {alias!r} of model {model!r} has nothing to roll back to: "
-                    f"version {before} is the first version it pointed at"
-                )
-            stack[0].rolled_back_at = now
-            target_id = stack[1].version_id
-        else:
-            target_id = version_row(session, row, to).id
-            if to == before:
-                raise Conflict(f"alias {alias!r} of model {model!r} is already at version {to}")
-            depth = next((i for i, h in enumerate(stack) if h.version_id == target_id), None)
-            if depth is not None:
-                for entry in stack[:depth]:
-                    entry.rolled_back_at = now
-            else:
-                ever = session.scalars(
-                    select(AliasHistory.id)
-                    .where(
-                        AliasHistory.alias_id == current.id,
-                        AliasHistory.version_id == target_id,
-                    )
-                    .limit(1)
-                ).first()
-                if ever is None:
-                    raise Conflict(
-                        f"version {to} was never live under alias {alias!r} of model {model!r}: "
-                        "promote it instead"
-                    )
-                session.add(
-                    AliasHistory(
-                        alias_id=current.id,
-                        version_id=target_id,
-                        action="rollback",
-                        actor=actor.name,
-                        at=now,
-                    )
-                )
-        from_id = current.version_id
-        current.version_id, current.updated_at, current.updated_by = target_id, now, actor.name
-        session.flush()
-        after = _number(session, target_id)
-        event = audit.append(
-            session,
-            actor=actor.name,
-            action="alias.rollback",
-            model=model,
-            version=after,
-            payload=_payload(alias, before, after, reason),
+        info, _move = rollback_in(
+            session, actor, row, alias=alias, to=to, expected_version=expected_version,
+            reason=reason,
         )
-        session.add(
-            AliasMove(
-                alias_id=current.id,
-                version_id=target_id,
-                from_version_id=from_id,
-                version=after,
-                from_version=before,
-                action="rollback",
-                actor=actor.name,
-                reason=reason,
-                at=now,
-                audit_seq=event.seq,
-            )
-        )
-        return alias_info(model, current, after, before)
+        return info
 
     return db.write(work)
 
@@ -365,4 +391,4 @@ def list_aliases(db: Database, actor: Actor, model: str) -> list[AliasInfo]:
         return [alias_info(model, a, v, None) for a, v in pairs]
 
 
-__all__ = ["list_aliases", "promote", "resolve_alias", "rollback"]
+__all__ = ["list_aliases", "promote", "resolve_alias", "rollback", "rollback_in"]

@@ -29,6 +29,7 @@ from registry.service._common import (
     version_row,
     visible_model,
 )
+from registry.service.auto_rollback import consider_rollback
 from registry.text import readable, readable_data
 
 _NOT_BLANK = re.compile("[^\x00\t\n\v\f\r ]")  # what the API schema states, too
@@ -105,44 +106,79 @@ def _open(session: Session, fingerprint: str) -> Incident | None:
     ).first()
 
 
+def open_incident(
+    session: Session,
+    actor: Actor,
+    *,
+    fingerprint: str,
+    model: Model | None,
+    version: ModelVersion | None,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    starts_at: datetime,
+) -> Incident:
+    """Open an incident in ``session`` with its audit event, then let rollback policies act.
+
+    Every incident opens here (Alertmanager alerts, loaded-weights mismatches), so an alias's
+    automatic rollback policy sees each one, whichever caller recorded it.
+
+    Returns:
+        The new incident (flushed).
+    """
+    now = utcnow()
+    incident = Incident(
+        fingerprint=fingerprint,
+        status="open",
+        alertname=labels.get("alertname", "unknown")[:128],
+        model_id=model.id if model else None,
+        version_id=version.id if version else None,
+        module=(labels.get("module") or None),
+        labels=labels,
+        annotations=annotations,
+        starts_at=starts_at,
+        ends_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(incident)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor.name,
+        action="incident.open",
+        model=model.name if model else None,
+        version=version.version if version else None,
+        payload={
+            "incident": incident.id,
+            "fingerprint": fingerprint,
+            "alertname": incident.alertname,
+            "module": incident.module,
+        },
+    )
+    consider_rollback(session, incident)
+    return incident
+
+
 def _record(session: Session, actor: Actor, alert: AlertIn, links: _Links) -> Incident | None:
     current = _open(session, alert.fingerprint)
     now = utcnow()
     if alert.status == "firing":
         if current is not None:
             current.annotations, current.updated_at = dict(alert.annotations), now
+            # A repeat notification: the alert may have fired long enough by now.
+            consider_rollback(session, current)
             return current
         model, version = _link(session, actor, alert, links)
-        incident = Incident(
+        return open_incident(
+            session,
+            actor,
             fingerprint=alert.fingerprint,
-            status="open",
-            alertname=alert.labels.get("alertname", "unknown"),
-            model_id=model.id if model else None,
-            version_id=version.id if version else None,
-            module=(alert.labels.get("module") or None),
+            model=model,
+            version=version,
             labels=dict(alert.labels),
             annotations=dict(alert.annotations),
             starts_at=alert.starts_at,
-            ends_at=None,
-            created_at=now,
-            updated_at=now,
         )
-        session.add(incident)
-        session.flush()
-        audit.append(
-            session,
-            actor=actor.name,
-            action="incident.open",
-            model=model.name if model else None,
-            version=version.version if version else None,
-            payload={
-                "incident": incident.id,
-                "fingerprint": alert.fingerprint,
-                "alertname": incident.alertname,
-                "module": incident.module,
-            },
-        )
-        return incident
     if current is None:
         return None
     current.status, current.ends_at, current.updated_at = "resolved", alert.ends_at or now, now
@@ -478,6 +514,7 @@ __all__ = [
     "get_incident",
     "link_incident",
     "list_incidents",
+    "open_incident",
     "record_alerts",
     "record_webhook",
     "reopen_incident",

@@ -23,6 +23,9 @@ from registry.service._common import (
 )
 from registry.text import text_problem
 
+SCOPES = ("deployments",)
+"""Token scopes: ``deployments`` is a reader token that may also post heartbeats (serving)."""
+
 TOKEN_PREFIX = "mmgov_"  # noqa: S105 — a public marker, not a secret
 MAX_TOKEN_NAME = 63
 """A token acts as ``team/name``: a 64-character team, ``/`` and 63 fill the 128 of an actor."""
@@ -47,6 +50,7 @@ def _token_info(row: ApiToken, team: str) -> TokenInfo:
         created_by=row.created_by,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        scope=row.scope,
     )
 
 
@@ -100,19 +104,27 @@ def list_teams(
 
 
 def create_token(
-    db: Database, actor: Actor, *, team: str, role: str, name: str
+    db: Database, actor: Actor, *, team: str, role: str, name: str, scope: str | None = None
 ) -> tuple[TokenInfo, str]:
     """Create an API token for ``team`` with ``role``; the secret is returned only here.
+
+    A ``scope="deployments"`` token is a reader that may also post heartbeats: the one token
+    a serving process needs (resolve aliases, fetch references, report what it loaded).
 
     Returns:
         The token's description and its secret.
 
     Raises:
-        PermissionDenied: not an admin. InvalidInput: bad role or name. NotFound: unknown team.
+        PermissionDenied: not an admin. InvalidInput: bad role, scope or name (a scoped token
+        must be a reader). NotFound: unknown team.
     """
     require_admin(actor, "create tokens")
     if role not in ROLES:
         raise InvalidInput(f"invalid role {role!r}: use one of {', '.join(ROLES)}")
+    if scope is not None and scope not in SCOPES:
+        raise InvalidInput(f"invalid scope {scope!r}: use one of {', '.join(SCOPES)}")
+    if scope is not None and role != "reader":
+        raise InvalidInput(f"a {scope!r} token is a reader: give --role reader")
     # The token acts as "team/name", and every audit row stores that in a String(128).
     if not name or len(name) > MAX_TOKEN_NAME or text_problem(name) or not name.isprintable():
         raise InvalidInput(
@@ -130,6 +142,7 @@ def create_token(
             display_prefix=secret[: len(TOKEN_PREFIX) + 6],
             created_by=actor.name,
             created_at=utcnow(),
+            scope=scope,
         )
         session.add(row)
         session.flush()
@@ -146,6 +159,7 @@ def create_token(
                     "prefix": row.display_prefix,
                     # The digest of the secret (not the secret): verify can tell a swapped row.
                     "sha256": row.token_sha256,
+                    **({"scope": scope} if scope else {}),
                 }
             },
         )
@@ -237,11 +251,12 @@ def authenticate(db: Database, secret: str) -> Actor:
         raise failure
     token, team = found
     # Tokens named before names were bounded would overflow the actor columns: cut to fit.
-    return Actor(name=f"{team}/{token.name}"[:128], team=team, role=token.role)
+    return Actor(name=f"{team}/{token.name}"[:128], team=team, role=token.role, scope=token.scope)
 
 
 __all__ = [
     "MAX_TOKEN_NAME",
+    "SCOPES",
     "TOKEN_PREFIX",
     "authenticate",
     "create_team",

@@ -14,6 +14,8 @@ from registry import service
 from registry.api import create_app
 from registry.api.app import check_routes_declare_rules
 from registry.api.deps import ALERTMANAGER, Authz, rule_of
+from registry.config import canonicalize
+from registry.loop_schemas import RollbackPolicyIn
 from registry.schemas import Actor, AlertIn, PolicyRules
 from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
 
@@ -29,6 +31,7 @@ def alert(fingerprint: str, version: str = "1", status: str = "firing") -> Alert
     })
 
 V1 = "/api/v1"
+V2_CONFIG_HASH = canonicalize(remote_version_body(2)["config"]).hash
 PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/sign-in", "/static/{name}", "/docs", "/redoc"}
 REF = "format=npz-v1&n_samples=3&modules=image_encoder"
 
@@ -112,6 +115,23 @@ MATRIX: list[tuple[str, str, str, Any, tuple[int, int, int, int, int]]] = [
      (401, 403, 200, 200, 404)),
     ("POST", "/api/v1/incidents/{incident_id}/link", f"{V1}/incidents/1/link", {"move": 1},
      (401, 403, 200, 200, 404)),
+    # Heartbeats: a plain reader is refused by the service (it needs the deployments scope).
+    ("POST", "/api/v1/models/{name}/deployments", f"{V1}/models/mm/deployments",
+     {"instance": "pod-1", "version": 2, "config_hash": V2_CONFIG_HASH},
+     (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/deployments", f"{V1}/models/mm/deployments", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/status", f"{V1}/models/mm/status", None,
+     (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/models/{name}/rollback-policies", f"{V1}/models/mm/rollback-policies",
+     None, (401, 200, 200, 200, 404)),
+    ("PUT", "/api/v1/models/{name}/aliases/{alias}/rollback-policy",
+     f"{V1}/models/mm/aliases/production/rollback-policy", {"dry_run": True},
+     (401, 403, 200, 200, 404)),
+    ("DELETE", "/api/v1/models/{name}/aliases/{alias}/rollback-policy",
+     f"{V1}/models/mm/aliases/production/rollback-policy", None, (401, 403, 204, 204, 404)),
+    ("GET", "/api/v1/models/{name}/auto-rollbacks", f"{V1}/models/mm/auto-rollbacks", None,
+     (401, 200, 200, 200, 404)),
     ("GET", "/healthz", "/healthz", None, (200, 200, 200, 200, 200)),
     ("GET", "/readyz", "/readyz", None, (200, 200, 200, 200, 200)),
     ("GET", "/metrics", "/metrics", None, (401, 403, 403, 200, 403)),
@@ -208,9 +228,8 @@ class TestFailClosed:
 def populated(registry_db: Registry) -> Registry:
     """Model mm (team alpha) with versions 1 and 2, production 1 → 2, a reference on v2, a tag
     run=a on v1, incidents 1 (open) and 2 (resolved) on v1, alias staging declared and v1
-    approved for it by alpha's maintainer and admin, and a config schema (v1) set after the
-    versions."""
-    from registry.config import canonicalize
+    approved for it by alpha's maintainer and admin, a config schema (v1) set after the
+    versions, and a dry-run rollback policy on production."""
     from registry.weights import inspect_weights
 
     for epochs in (1, 2):
@@ -233,6 +252,8 @@ def populated(registry_db: Registry) -> Registry:
         approver = Actor(name=f"alpha/{role}", team="alpha", role=role)
         service.approve(registry_db.db, approver, model="mm", version=1, alias="staging")
     service.set_schema(registry_db.db, CLI_ADMIN, model="mm", schema={"type": "object"})
+    service.set_rollback_policy(registry_db.db, CLI_ADMIN, model="mm", alias="production",
+                                rules=RollbackPolicyIn(dry_run=True))
     return registry_db
 
 
