@@ -121,7 +121,7 @@ def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
     dbmod.upgrade(url)
     db = dbmod.open_database(url)
     name = "bench"
-    if name in {m.name for m in service.list_models(db, ADMIN)}:
+    if name in {m.name for m in service.list_models(db, ADMIN, limit=500).items}:
         raise SystemExit(f"model {name!r} exists in {dbmod.safe_url(url)}: use an empty database")
     service.create_team(db, ADMIN, "bench")
     base = load_config(CONFIG)

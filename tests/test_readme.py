@@ -175,6 +175,7 @@ def test_readme_has_exactly_two_setup_commands() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # a whole section, one subprocess after another
 def test_tour(tmp_path: Path) -> None:
     """The tour runs as printed: CLI, admin API, incidents and the serving example."""
     ports = {"8080": str(_free_port()), "8001": str(_free_port())}
@@ -197,6 +198,7 @@ def test_tour(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # a whole section, one subprocess after another
 def test_bring_your_own_model_section() -> None:
     """The CLIP story runs as printed from the repository root (it writes only under build/)."""
     commands = _commands(_sections(README.read_text(encoding="utf-8"))["Bring your own model"])
@@ -206,6 +208,7 @@ def test_bring_your_own_model_section() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # a whole section, one subprocess after another
 def test_governance_section(tmp_path: Path) -> None:
     """The governance walk runs as printed: declared aliases, a refused typo, rules that pass,
     history --at, free aliases, tags, an archived version, paging, a verified audit chain."""

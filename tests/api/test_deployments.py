@@ -147,7 +147,7 @@ class TestMismatchMetric:
                         json={**_beat(client), "config_hash": "e" * 64}, headers=serving)
         assert r.status_code == 200, r.text
         assert r.json()["mismatched"] == ["config"]
-        text = client.get("/metrics").text
+        text = client.get("/metrics", headers=registry_db.headers("admin")).text
         assert (
             'mmgov_registry_deployment_mismatch{model="mm",module="config",version="2"} 1.0'
             in text

@@ -164,7 +164,7 @@ def test_drift_rolls_production_back_and_the_serving_process_follows(
         followed = time.monotonic()
         state = _state(db)
         assert state["decisions"] == [("rolled_back", 2, 1)]
-        [incident] = [i for i in service.list_incidents(db, ADMIN, model=MODEL, version=2)
+        [incident] = [i for i in service.list_incidents(db, ADMIN, model=MODEL, version=2).items
                       if i.alertname == ALERT]
         move = service.alias_history(db, ADMIN, MODEL, "production").items[0]
         assert incident.answered_by_move == move.id

@@ -368,7 +368,7 @@ def test_postgres_spellings_reach_the_database(mmgov: Run, db_url: str) -> None:
     for scheme in ("postgres", "postgresql"):
         code, out, err = _invoke("--json", "--db", f"{scheme}://{rest}", "models")
         assert code == 0, err
-        assert [m["name"] for m in json.loads(out)] == ["clip"]
+        assert [m["name"] for m in json.loads(out)["items"]] == ["clip"]
 
 
 @pytest.mark.parametrize(

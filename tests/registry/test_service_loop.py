@@ -95,12 +95,12 @@ class TestHeartbeats:
         assert got.mismatched == ["text"]
         assert not got.matches
         assert service.model_status(fleet, admin, "m").mismatched == ["pod-1"]
-        incidents = service.list_incidents(fleet, admin, model="m", status="open")
+        incidents = service.list_incidents(fleet, admin, model="m", status="open").items
         assert [(i.alertname, i.version, i.labels["instance"]) for i in incidents] == [
             ("MMGovLoadedModulesMismatch", 2, "pod-1")
         ]
         service.record_heartbeat(fleet, SERVING, model="m", heartbeat=beat, min_interval=0)
-        assert len(service.list_incidents(fleet, admin, model="m")) == 1
+        assert len(service.list_incidents(fleet, admin, model="m").items) == 1
 
     def test_stale_instances(self, fleet: Database, admin: Actor):
         """An instance silent for longer than stale_after is stale and not counted as serving."""
