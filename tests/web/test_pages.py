@@ -91,7 +91,8 @@ class TestSignIn:
         """Revoking the token sends the next page request back to sign-in."""
         sign_in(client, mm.tokens["maintainer"])
         assert client.get("/models/mm").status_code == 200
-        token = next(t for t in service.list_tokens(mm.db, CLI_ADMIN).items if t.name == "maintainer")
+        tokens = service.list_tokens(mm.db, CLI_ADMIN).items
+        token = next(t for t in tokens if t.name == "maintainer")
         service.revoke_token(mm.db, CLI_ADMIN, token.id)
         r = client.get("/models/mm", follow_redirects=False)
         assert r.status_code == 303
