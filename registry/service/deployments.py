@@ -219,21 +219,29 @@ def _number(session: Session, version_id: int) -> int:
 
 
 def list_deployments(
-    db: Database, actor: Actor, model: str, *, stale_after: float = STALE_AFTER
+    db: Database,
+    actor: Actor,
+    model: str,
+    *,
+    stale_after: float = STALE_AFTER,
+    version: int | None = None,
 ) -> list[DeploymentInfo]:
-    """Return the model's serving instances by name, each marked stale or not.
+    """Return the model's serving instances by name (those serving ``version`` if given), each
+    marked stale or not.
 
     Raises:
         NotFound: model.
     """
     with db.read() as session:
         owner = visible_model(session, actor, model)
-        found = session.execute(
+        query = (
             select(Deployment, ModelVersion.version)
             .join(ModelVersion, ModelVersion.id == Deployment.version_id)
             .where(Deployment.model_id == owner.id)
-            .order_by(Deployment.instance)
-        ).all()
+        )
+        if version is not None:
+            query = query.where(ModelVersion.version == version)
+        found = session.execute(query.order_by(Deployment.instance)).all()
         return [_info(model, d, v, stale_after) for d, v in found]
 
 

@@ -204,9 +204,10 @@ def version_page(
     incidents = service.list_incidents(db, actor, model=name, version=version, limit=100).items
     approvals = service.list_approvals(db, actor, model=name, version=version)
     policies = [p for p in service.list_policies(db, actor, name) if p.rules is not None]
+    instances = service.list_deployments(db, actor, name, version=version)
     return render(request, "version.html", {
         "user": user, "v": info, "reference": reference, "incidents": incidents,
-        "approvals": approvals, "policies": policies,
+        "approvals": approvals, "policies": policies, "instances": instances,
         "config_json": json.dumps(info.config, indent=2, sort_keys=True),
     })
 

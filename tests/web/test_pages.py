@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from registry import service
 from registry.api import create_app
 from registry.config import canonicalize
+from registry.loop_schemas import HeartbeatIn
 from registry.schemas import PolicyRules
 from registry.weights import inspect_weights
 from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
@@ -254,6 +255,22 @@ class TestPages:
         sign_in(client, mm.tokens["reader"])
         text = client.get("/models/mm/diff?a=1&b=2").text
         assert re.search(r'<tr class="changed"><td><code>training\.epochs</code>', text)
+
+    def test_version_lists_its_serving_instances(self, client: TestClient, mm: Registry):
+        """A version page names the instances whose heartbeat reports it, and what they load."""
+        sign_in(client, mm.tokens["reader"])
+        assert "No serving instance reports this version" in client.get(
+            "/models/mm/versions/1").text
+        v1 = service.get_version(mm.db, CLI_ADMIN, "mm", 1)
+        for instance, config_hash in (("pod-a", v1.config_hash), ("pod-b", "e" * 64)):
+            service.record_heartbeat(mm.db, CLI_ADMIN, model="mm", heartbeat=HeartbeatIn(
+                instance=instance, version=1, alias="production", config_hash=config_hash,
+            ), min_interval=0)
+        text = client.get("/models/mm/versions/1").text
+        assert re.search(r"<td>pod-a</td>\s*<td>production</td>\s*<td>matches", text)
+        assert re.search(r"<td>pod-b</td>\s*<td>production</td>\s*<td><strong>differs: config",
+                         text)
+        assert "pod-a" not in client.get("/models/mm/versions/2").text
 
     def test_audit_verified(self, client: TestClient, mm: Registry):
         """The audit page verifies the chain when asked."""
