@@ -48,13 +48,17 @@ def parse_moment(raw: str, option: str = "--at") -> datetime:
 
 @aliases_app.command("list")
 def aliases_list(
-    ctx: typer.Context, model: Annotated[str, typer.Argument(help="Model name.")]
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> None:
-    """List MODEL's aliases: the version each serves, when and by whom it last moved."""
+    """List MODEL's aliases by name: the version each serves, when and by whom it last moved."""
     s = state(ctx)
-    found = service.list_aliases(s.existing_db, s.actor, model)
-    rows = [(a.alias, a.version, a.updated_at, a.updated_by) for a in found]
-    emit(ctx, found, table(["ALIAS", "VERSION", "MOVED", "BY"], rows))
+    page = service.list_aliases(s.existing_db, s.actor, model, limit=limit, cursor=cursor)
+    rows = [(a.alias, a.version, a.updated_at, a.updated_by) for a in page.items]
+    text = table(["ALIAS", "VERSION", "MOVED", "BY"], rows)
+    emit(ctx, page, text + more(page.next_cursor))
 
 
 @aliases_app.command("history")
@@ -348,13 +352,18 @@ def policy_set(
 
 @policy_app.command("list")
 def policy_list(
-    ctx: typer.Context, model: Annotated[str, typer.Argument(help="Model name.")]
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> None:
-    """List MODEL's declared aliases and their rules."""
+    """List MODEL's declared aliases and their rules, by alias."""
     s = state(ctx)
-    found = service.list_policies(s.existing_db, s.actor, model)
-    rows = [(p.alias, p.version, _rules_text(p.rules), p.created_by, p.created_at) for p in found]
-    emit(ctx, found, table(["ALIAS", "POLICY", "RULES", "BY", "AT"], rows))
+    page = service.list_policies(s.existing_db, s.actor, model, limit=limit, cursor=cursor)
+    rows = [(p.alias, p.version, _rules_text(p.rules), p.created_by, p.created_at)
+            for p in page.items]
+    text = table(["ALIAS", "POLICY", "RULES", "BY", "AT"], rows)
+    emit(ctx, page, text + more(page.next_cursor))
 
 
 @policy_app.command("remove")
@@ -395,9 +404,13 @@ def approvals_list(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[int, typer.Argument(help="Version number.")],
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> None:
-    """List the approvals of VERSION (withdrawn ones too)."""
+    """List the approvals of VERSION (withdrawn ones too), oldest first."""
     s = state(ctx)
-    found = service.list_approvals(s.existing_db, s.actor, model=model, version=version)
-    rows = [(a.alias, a.approver, a.created_at, a.withdrawn_at, a.note) for a in found]
-    emit(ctx, found, table(["ALIAS", "BY", "AT", "WITHDRAWN", "NOTE"], rows))
+    page = service.list_approvals(s.existing_db, s.actor, model=model, version=version,
+                                  limit=limit, cursor=cursor)
+    rows = [(a.alias, a.approver, a.created_at, a.withdrawn_at, a.note) for a in page.items]
+    text = table(["ALIAS", "BY", "AT", "WITHDRAWN", "NOTE"], rows)
+    emit(ctx, page, text + more(page.next_cursor))

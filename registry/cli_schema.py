@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from registry import service
-from registry.cli import app, emit, state, table
+from registry.cli import PageCursor, PageLimit, app, emit, more, state, table
 from registry.config import read_config_file
 from registry.diff import render_schema_diff
 
@@ -84,11 +84,14 @@ def schema_show(
 
 @schema_app.command("list")
 def schema_list(
-    ctx: typer.Context, model: Annotated[str, typer.Argument(help="Model name.")]
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> None:
-    """List every schema version of MODEL, oldest first."""
+    """List the schema versions of MODEL, oldest first."""
     s = state(ctx)
-    found = service.list_schemas(s.existing_db, s.actor, model)
+    page = service.list_schemas(s.existing_db, s.actor, model, limit=limit, cursor=cursor)
     rows = [
         (
             f"{i.version}{' *' if i.current else ''}",
@@ -97,9 +100,10 @@ def schema_list(
             i.created_by,
             i.note,
         )
-        for i in found
+        for i in page.items
     ]
-    emit(ctx, found, table(["VERSION", "SHA256", "CREATED", "BY", "NOTE"], rows))
+    text = table(["VERSION", "SHA256", "CREATED", "BY", "NOTE"], rows)
+    emit(ctx, page, text + more(page.next_cursor))
 
 
 @schema_app.command("diff")

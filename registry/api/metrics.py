@@ -84,8 +84,16 @@ class RegistryCollector(Collector):
                 page = service.list_models(self.db, _SCRAPER, limit=1000, cursor=cursor)
                 for model in page.items:
                     versions.add_metric([model.name], float(model.latest_version or 0))
-                    for alias in service.list_aliases(self.db, _SCRAPER, model.name):
-                        aliases.add_metric([model.name, alias.alias], float(alias.version))
+                    alias_cursor: str | None = None
+                    while True:
+                        listed = service.list_aliases(
+                            self.db, _SCRAPER, model.name, limit=1000, cursor=alias_cursor
+                        )
+                        for alias in listed.items:
+                            aliases.add_metric([model.name, alias.alias], float(alias.version))
+                        if listed.next_cursor is None:
+                            break
+                        alias_cursor = listed.next_cursor
                     counts: dict[tuple[str, str], int] = {}
                     for d in service.list_deployments(self.db, _SCRAPER, model.name):
                         for module in [] if d.stale else d.mismatched:

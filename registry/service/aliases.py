@@ -21,11 +21,13 @@ from registry.models import (
     ModelVersion,
     utcnow,
 )
-from registry.schemas import UNSET, Actor, AliasInfo, ResolvedAlias, Unset
+from registry.schemas import UNSET, Actor, AliasInfo, Page, ResolvedAlias, Unset
 from registry.service._common import (
     alias_info,
+    check_limit,
     check_slug,
     lock_visible_model,
+    parse_name_cursor,
     require_writer,
     version_row,
     visible_model,
@@ -374,21 +376,31 @@ def resolve_alias(db: Database, actor: Actor, model: str, alias: str) -> Resolve
     return lookup_alias(db, actor, model, alias)
 
 
-def list_aliases(db: Database, actor: Actor, model: str) -> list[AliasInfo]:
-    """Return the model's aliases by name.
+def list_aliases(
+    db: Database, actor: Actor, model: str, *, limit: int = 100, cursor: str | None = None
+) -> Page[AliasInfo]:
+    """Return the model's aliases by name, ``limit`` at a time (keyset on the name).
 
     Raises:
-        NotFound: model.
+        NotFound: model. InvalidInput: bad limit or cursor.
     """
+    check_limit(limit)
+    after = parse_name_cursor(cursor)
     with db.read() as session:
         row = visible_model(session, actor, model)
-        pairs = session.execute(
+        query = (
             select(Alias, ModelVersion.version)
             .join(ModelVersion, ModelVersion.id == Alias.version_id)
             .where(Alias.model_id == row.id)
             .order_by(Alias.name)
-        ).all()
-        return [alias_info(model, a, v, None) for a, v in pairs]
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(Alias.name > after)
+        pairs = session.execute(query).all()
+        items = [alias_info(model, a, v, None) for a, v in pairs[:limit]]
+    more = len(pairs) > limit
+    return Page[AliasInfo](items=items, next_cursor=items[-1].alias if more else None)
 
 
 __all__ = ["list_aliases", "promote", "resolve_alias", "rollback", "rollback_in"]

@@ -15,8 +15,15 @@ from registry.db import Database
 from registry.diff import ConfigChange, SchemaDiff, diff_configs
 from registry.errors import NotFound
 from registry.models import Model, ModelSchema, Team, utcnow
-from registry.schemas import Actor, SchemaInfo
-from registry.service._common import check_slug, is_visible, require_writer, visible_model_id
+from registry.schemas import Actor, Page, SchemaInfo
+from registry.service._common import (
+    check_limit,
+    check_slug,
+    is_visible,
+    parse_cursor,
+    require_writer,
+    visible_model_id,
+)
 from registry.service.registration import create_model_if_missing, owner_team
 
 __all__ = ["diff_schemas", "get_schema", "list_schemas", "set_schema"]
@@ -180,16 +187,26 @@ def get_schema(db: Database, actor: Actor, model: str, version: int | None = Non
     return _info(model, found)
 
 
-def list_schemas(db: Database, actor: Actor, model: str) -> list[SchemaInfo]:
-    """Return every schema version of the model, oldest first (removals included).
+def list_schemas(
+    db: Database, actor: Actor, model: str, *, limit: int = 100, cursor: str | None = None
+) -> Page[SchemaInfo]:
+    """Return the model's schema versions, oldest first (removals included), ``limit`` at a
+    time (keyset on the schema version).
 
     Raises:
-        NotFound: unknown or invisible model.
+        NotFound: unknown or invisible model. InvalidInput: bad limit or cursor.
     """
+    check_limit(limit)
+    after = parse_cursor(cursor)
+    query = _ROWS.order_by(ModelSchema.version).limit(limit + 1)
+    if after is not None:
+        query = query.where(ModelSchema.version > after)
     with db.connect() as conn:
         model_id = visible_model_id(conn, actor, model)
-        rows = _rows(conn, model_id)
-    return [_info(model, r) for r in rows]
+        rows = list(conn.execute(query, {"model_id": model_id}))
+    items = [_info(model, r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return Page[SchemaInfo](items=items, next_cursor=str(items[-1].version) if more else None)
 
 
 def diff_schemas(db: Database, actor: Actor, model: str, a: int, b: int) -> SchemaDiff:

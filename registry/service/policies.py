@@ -35,12 +35,16 @@ from registry.schemas import (
     Actor,
     ApprovalInfo,
     FreeAliasesInfo,
+    Page,
     PolicyInfo,
     PolicyRules,
     SoakRule,
 )
 from registry.service._common import (
+    check_limit,
     check_slug,
+    parse_cursor,
+    parse_name_cursor,
     require_admin,
     require_writer,
     version_row,
@@ -299,16 +303,29 @@ def set_free_aliases(
     return db.write(work)
 
 
-def list_policies(db: Database, actor: Actor, model: str) -> list[PolicyInfo]:
-    """Return the policies in force (declared aliases) by alias.
+def list_policies(
+    db: Database, actor: Actor, model: str, *, limit: int = 100, cursor: str | None = None
+) -> Page[PolicyInfo]:
+    """Return the policies in force (declared aliases) by alias, ``limit`` at a time (keyset on
+    the alias).
 
     Raises:
-        NotFound: model.
+        NotFound: model. InvalidInput: bad limit or cursor.
     """
+    check_limit(limit)
+    after = parse_name_cursor(cursor)
     with db.read() as session:
         owner = visible_model(session, actor, model)
-        current = _current_policies(session, owner.id)
-        return [_info(model, p) for a, p in sorted(current.items()) if p.rules is not None]
+        query = select(AliasPolicy).where(AliasPolicy.model_id == owner.id)
+        if after is not None:
+            query = query.where(AliasPolicy.alias > after)
+        current: dict[str, AliasPolicy] = {}
+        for row in session.scalars(query.order_by(AliasPolicy.version)):
+            current[row.alias] = row  # the newest policy row of each alias
+        declared = [_info(model, p) for _, p in sorted(current.items()) if p.rules is not None]
+    items = declared[:limit]
+    more = len(declared) > limit
+    return Page[PolicyInfo](items=items, next_cursor=items[-1].alias if more else None)
 
 
 def _approval_info(model: str, version: int, row: Approval) -> ApprovalInfo:
@@ -423,19 +440,33 @@ def withdraw_approval(
     return db.write(work)
 
 
-def list_approvals(db: Database, actor: Actor, *, model: str, version: int) -> list[ApprovalInfo]:
-    """Return the version's approvals (withdrawn ones too), oldest first.
+def list_approvals(
+    db: Database,
+    actor: Actor,
+    *,
+    model: str,
+    version: int,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[ApprovalInfo]:
+    """Return the version's approvals (withdrawn ones too), oldest first, ``limit`` at a time
+    (keyset on the id).
 
     Raises:
-        NotFound: model or version.
+        NotFound: model or version. InvalidInput: bad limit or cursor.
     """
+    check_limit(limit)
+    after = parse_cursor(cursor)
     with db.read() as session:
         owner = visible_model(session, actor, model)
         row = version_row(session, owner, version)
-        found = session.scalars(
-            select(Approval).where(Approval.version_id == row.id).order_by(Approval.id)
-        )
-        return [_approval_info(model, version, a) for a in found]
+        query = select(Approval).where(Approval.version_id == row.id)
+        if after is not None:
+            query = query.where(Approval.id > after)
+        found = session.scalars(query.order_by(Approval.id).limit(limit + 1)).all()
+        items = [_approval_info(model, version, a) for a in found[:limit]]
+    more = len(found) > limit
+    return Page[ApprovalInfo](items=items, next_cursor=str(items[-1].id) if more else None)
 
 
 # --- the promotion check (on the promotion's Core connection, under the model's row lock) ---

@@ -146,7 +146,7 @@ def models_page(request: Request, db: DbDep, user: PageDep, cursor: NameCursor =
     """The caller's team's models (keyset pages by name), each with its aliases and latest
     version."""
     page = service.list_models(db, user.actor, limit=PAGE_SIZE, cursor=cursor)
-    aliases = {m.name: service.list_aliases(db, user.actor, m.name) for m in page.items}
+    aliases = {m.name: service.list_aliases(db, user.actor, m.name).items for m in page.items}
     return render(request, "models.html", {
         "user": user, "models": page.items, "aliases": aliases, "cursor": cursor,
         "next_cursor": page.next_cursor,
@@ -165,10 +165,10 @@ def _model_context(db: Any, user: Any, name: str, cursor: str | None) -> dict[st
     actor = user.actor
     model = service.get_model(db, actor, name)
     page = service.list_versions(db, actor, name, limit=PAGE_SIZE, cursor=cursor)
-    aliases = service.list_aliases(db, actor, name)
+    aliases = service.list_aliases(db, actor, name, limit=1000).items
     history = {a.alias: service.alias_history(db, actor, name, a.alias, limit=HISTORY_SIZE)
                for a in aliases}
-    policies = [p for p in service.list_policies(db, actor, name) if p.rules is not None]
+    policies = service.list_policies(db, actor, name, limit=1000).items
     open_incidents: dict[int | None, int] = defaultdict(int)
     incident_cursor: str | None = None
     while True:  # open incidents are few; every page counts towards the badges
@@ -202,8 +202,8 @@ def version_page(
     else:
         reference = {"info": blob.info, "meta": service.read_profile_metadata(blob.blob)}
     incidents = service.list_incidents(db, actor, model=name, version=version, limit=100).items
-    approvals = service.list_approvals(db, actor, model=name, version=version)
-    policies = [p for p in service.list_policies(db, actor, name) if p.rules is not None]
+    approvals = service.list_approvals(db, actor, model=name, version=version, limit=1000).items
+    policies = service.list_policies(db, actor, name, limit=1000).items
     instances = service.list_deployments(db, actor, name, version=version)
     return render(request, "version.html", {
         "user": user, "v": info, "reference": reference, "incidents": incidents,

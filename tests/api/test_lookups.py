@@ -18,7 +18,7 @@ def test_returns_the_version_the_alias_points_at(populated: Registry):  # noqa: 
     """Admin and owner-team callers get the alias's version exactly as get_version returns it."""
     for actor in (CLI_ADMIN, Actor(name="r", team="alpha", role="reader")):
         resolved = lookup_alias(populated.db, actor, "mm", "production")
-        (alias,) = service.list_aliases(populated.db, actor, "mm")
+        (alias,) = service.list_aliases(populated.db, actor, "mm").items
         assert (resolved.model, resolved.alias, resolved.updated_at) == (
             "mm", "production", alias.updated_at)
         # The polled path reads one row: a version's aliases and tags are the listings' extras.

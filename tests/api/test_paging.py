@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from registry import service
 from registry.api import create_app
-from registry.schemas import Actor, AlertIn
+from registry.schemas import Actor, AlertIn, PolicyRules
 from tests.api.conftest import Registry, make_settings
 
 V1 = "/api/v1"
@@ -76,11 +76,36 @@ class TestApiPages:
         assert rest.json()[0]["id"] < ids[-1]
 
     def test_openapi_states_the_bounds(self, api: TestClient):
-        """The schema gives limit 1..500 and each cursor's pattern."""
+        """The schema gives limit 1..500 and each cursor's bound: a name's pattern, an id's
+        32-bit range."""
         spec = api.get("/openapi.json").json()
-        for path in (f"{V1}/models", f"{V1}/incidents"):
+        for path, bound in ((f"{V1}/models", "pattern"), (f"{V1}/incidents", "maximum")):
             params = {p["name"]: p["schema"] for p in spec["paths"][path]["get"]["parameters"]}
             assert (params["limit"]["minimum"], params["limit"]["maximum"]) == (1, 500)
             cursor = params["cursor"]
-            patterns = [s.get("pattern") for s in cursor.get("anyOf", [cursor])]
-            assert any(patterns), cursor
+            bounds = [s.get(bound) for s in cursor.get("anyOf", [cursor])]
+            assert any(bounds), cursor
+        params = spec["paths"][f"{V1}/incidents"]["get"]["parameters"]
+        cursor = next(p["schema"] for p in params if p["name"] == "cursor")
+        assert {"type": "integer", "minimum": 1, "maximum": 2147483647} in cursor["anyOf"]
+
+    def test_per_model_listings_page_with_link_header(
+        self, api: TestClient, registry_db: Registry
+    ):
+        """Aliases and policies of a model page by name; bad cursors are 422."""
+        admin = Actor(name="a", team=None, role="admin")
+        service.set_free_aliases(registry_db.db, admin, model="p0", free=True)
+        h = registry_db.headers("admin")
+        for alias in ("x", "y", "z"):
+            service.set_policy(registry_db.db, admin, model="p0", alias=alias,
+                               rules=PolicyRules())
+        r = api.get(f"{V1}/models/p0/policies", params={"limit": 2}, headers=h)
+        assert r.status_code == 200, r.text
+        assert [p["alias"] for p in r.json()] == ["production", "staging"]
+        assert 'cursor=staging>; rel="next"' in r.headers["link"]
+        r = api.get(f"{V1}/models/p0/policies", params={"limit": 2, "cursor": "staging"},
+                    headers=h)
+        assert [p["alias"] for p in r.json()] == ["x", "y"]
+        for path in ("aliases", "policies", "schema/versions", "versions/1/approvals"):
+            r = api.get(f"{V1}/models/p0/{path}", params={"cursor": "Not A Cursor"}, headers=h)
+            assert r.status_code == 422, (path, r.text)

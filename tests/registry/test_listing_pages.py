@@ -1,4 +1,5 @@
-"""Keyset pages of the model, team, token and incident listings: service and CLI."""
+"""Keyset pages of every listing (models, teams, tokens, incidents, and per model: aliases,
+policies, schemas, approvals): service and CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from registry.cli import app
 from registry.config import CanonicalConfig
 from registry.db import Database
 from registry.errors import InvalidInput
-from registry.schemas import Actor, AlertIn, Page
+from registry.schemas import Actor, AlertIn, Page, PolicyRules
 
 
 def alert(fingerprint: str) -> AlertIn:
@@ -141,4 +142,69 @@ class TestCliPages:
         err = _cli(filled, *command, "--limit", "0", expect=2)
         assert "limit must be between 1 and 1000" in err
         err = _cli(filled, *command, "--cursor", "Not A Cursor", expect=2)
+        assert "invalid cursor" in err
+
+
+@pytest.fixture
+def governed(filled: Database, admin: Actor) -> Database:
+    """On m0: aliases a0..a4 (free aliases), policies p0..p4 besides the default declared ones,
+    schema versions 1..5 and five approvals of v1 for p0."""
+    service.set_free_aliases(filled, admin, model="m0", free=True)
+    for i in range(5):
+        service.promote(filled, admin, model="m0", version=1, alias=f"a{i}")
+        service.set_policy(filled, admin, model="m0", alias=f"p{i}", rules=PolicyRules())
+        service.set_schema(filled, admin, model="m0",
+                           schema={"type": "object", "description": f"schema {i}"})
+    for i in range(5):
+        reviewer = Actor(name=f"reviewer{i}", team="alpha", role="maintainer")
+        service.approve(filled, reviewer, model="m0", version=1, alias="p0")
+    return filled
+
+
+class TestPerModelPages:
+    def test_aliases_policies_schemas_approvals_in_pages(self, governed: Database, admin: Actor):
+        """Aliases and policies by name, schemas by version, approvals oldest first."""
+        aliases = _walk(lambda c: service.list_aliases(governed, admin, "m0", limit=2, cursor=c),
+                        lambda a: a.alias)
+        assert aliases == ["a0", "a1", "a2", "a3", "a4"]
+        policies = _walk(
+            lambda c: service.list_policies(governed, admin, "m0", limit=2, cursor=c),
+            lambda p: p.alias,
+        )
+        assert policies == ["p0", "p1", "p2", "p3", "p4", "production", "staging"]
+        schemas = _walk(lambda c: service.list_schemas(governed, admin, "m0", limit=2, cursor=c),
+                        lambda s: s.version)
+        assert schemas == [1, 2, 3, 4, 5]
+        approvals = _walk(
+            lambda c: service.list_approvals(governed, admin, model="m0", version=1, limit=2,
+                                             cursor=c),
+            lambda a: a.approver,
+        )
+        assert approvals == [f"reviewer{i}" for i in range(5)]
+
+    @pytest.mark.parametrize(
+        ("command", "field", "expected"),
+        [
+            (["aliases", "list", "m0"], "alias", ["a0", "a1", "a2", "a3", "a4"]),
+            (["policy", "list", "m0"], "alias",
+             ["p0", "p1", "p2", "p3", "p4", "production", "staging"]),
+            (["schema", "list", "m0"], "version", [1, 2, 3, 4, 5]),
+            (["approvals", "m0", "1"], "approver", [f"reviewer{i}" for i in range(5)]),
+        ],
+    )
+    def test_cli_limit_cursor(
+        self, governed: Database, command: list[str], field: str, expected: list[object]
+    ):
+        """The per-model listings take --limit and --cursor like the others."""
+        seen: list[object] = []
+        cursor: list[str] = []
+        while True:
+            page = json.loads(_cli(governed, "--json", *command, "--limit", "2", *cursor))
+            seen += [item[field] for item in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            cursor = ["--cursor", page["next_cursor"]]
+        assert seen == expected
+        assert "more: --cursor" in _cli(governed, *command, "--limit", "2")
+        err = _cli(governed, *command, "--cursor", "Not A Cursor", expect=2)
         assert "invalid cursor" in err

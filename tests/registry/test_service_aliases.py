@@ -43,7 +43,7 @@ class TestPromote:
         resolved = service.resolve_alias(three, admin, "m", "production")
         assert resolved.version.version == 2
         assert resolved.version.config["training"]["epochs"] == 1
-        assert [x.alias for x in service.list_aliases(three, admin, "m")] == ["production"]
+        assert [x.alias for x in service.list_aliases(three, admin, "m").items] == ["production"]
 
     def test_promote_to_live_version_is_unaudited_noop(self, three: Database, admin: Actor) -> None:
         """Promoting to the version already live changes nothing and appends no event."""

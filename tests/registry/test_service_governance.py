@@ -46,7 +46,7 @@ class TestAliasHistory:
         service.promote(three, admin, model="m", version=1, alias="production")
         service.promote(three, admin, model="m", version=2, alias="production", reason="better")
         service.rollback(three, admin, model="m", alias="production", reason="regression")
-        listed = service.list_aliases(three, admin, "m")
+        listed = service.list_aliases(three, admin, "m").items
         assert [(a.alias, a.version) for a in listed] == [("production", 1), ("staging", 1)]
         history = service.alias_history(three, admin, "m", "production")
         assert [(h.action, h.from_version, h.version, h.reason) for h in history.items] == [
@@ -188,7 +188,7 @@ class TestStages:
             service.set_stage(three, admin, model="m", version=1, stage="active")
         with pytest.raises(Conflict, match="v1 is archived"):
             service.promote(three, admin, model="m", version=1, alias="production")
-        assert service.list_aliases(three, admin, "m")[0].version == 2
+        assert service.list_aliases(three, admin, "m").items[0].version == 2
         listed = service.list_versions(three, admin, "m", stage="archived")
         assert [x.version for x in listed.items] == [1]
         event = service.list_audit(three, admin, limit=1).items[0]
@@ -327,7 +327,7 @@ class TestProtectedAliases:
         assert refused.value.detail.count("\n- ") == 4
         assert "0 of 2 approvals" in refused.value.detail
         assert _count_events(three, admin) == before
-        assert service.list_aliases(three, admin, "m") == []
+        assert service.list_aliases(three, admin, "m").items == []
         service.attach_reference(three, admin, model="m", version=2, fmt="npz-v1", blob=b"r",
                                  n_samples=1, modules=["vision"])
         service.resolve_incident(three, admin, 1, note="fixed upstream")
@@ -342,7 +342,7 @@ class TestProtectedAliases:
         service.approve(three, MAINT2, model="m", version=2, alias="production")
         done = service.promote(three, admin, model="m", version=2, alias="production")
         assert done.version == 2
-        approvals = service.list_approvals(three, admin, model="m", version=2)
+        approvals = service.list_approvals(three, admin, model="m", version=2).items
         assert [(a.approver, a.withdrawn_by) for a in approvals] == [
             ("mo", None), ("max", "max"), ("max", None)
         ]
@@ -350,7 +350,7 @@ class TestProtectedAliases:
     def test_new_model_declares_default_aliases_only(self, three: Database, admin: Actor):
         """A new model declares staging and production, rule-less; a typo alias is refused."""
         assert service.get_model(three, admin, "m").free_aliases is False
-        declared = service.list_policies(three, admin, "m")
+        declared = service.list_policies(three, admin, "m").items
         assert [(p.alias, p.version) for p in declared] == [("production", 1), ("staging", 1)]
         assert all(p.rules == PolicyRules() for p in declared)
         created = [e for e in service.list_audit(three, admin, limit=100).items
@@ -367,7 +367,7 @@ class TestProtectedAliases:
         assert "`mmgov policy set m prodution`" in detail
         assert "`mmgov aliases free m on`" in detail
         assert _count_events(three, admin) == before
-        assert [a.alias for a in service.list_aliases(three, admin, "m")] == [
+        assert [a.alias for a in service.list_aliases(three, admin, "m").items] == [
             "production", "staging"
         ]
 
@@ -408,13 +408,13 @@ class TestProtectedAliases:
         monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, " blue, green ,blue")
         service.register_version(database, admin, model="a", config=make_config(),
                                  weights=make_weights("a"))
-        assert [p.alias for p in service.list_policies(database, admin, "a")] == ["blue", "green"]
+        assert [p.alias for p in service.list_policies(database, admin, "a").items] == ["blue", "green"]
         with pytest.raises(PolicyRefused, match="declared: blue, green"):
             service.promote(database, admin, model="a", version=1, alias="production")
         monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, "")
         service.register_version(database, admin, model="b", config=make_config(),
                                  weights=make_weights("b"))
-        assert service.list_policies(database, admin, "b") == []
+        assert service.list_policies(database, admin, "b").items == []
         with pytest.raises(PolicyRefused, match="declared: none"):
             service.promote(database, admin, model="b", version=1, alias="staging")
         monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, "production,Bad Name")

@@ -165,7 +165,7 @@ class TestSchema:
         diff = service.diff_schemas(database, admin, "seed", 1, 2)
         assert [(c.path, c.kind) for c in diff.changes] == [("required", "changed")]
         assert service.set_schema(database, admin, model="seed", schema=None) is None
-        listed = service.list_schemas(database, admin, "seed")
+        listed = service.list_schemas(database, admin, "seed").items
         assert [(s.version, s.current, s.document is None) for s in listed] == [
             (1, False, False),
             (2, False, False),

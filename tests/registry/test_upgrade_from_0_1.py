@@ -142,6 +142,6 @@ class TestUpgradeFrom01:
     def test_old_model_keeps_free_aliases(self, release_db: Database) -> None:
         """0004 leaves a 0.1 model (it declares no alias) free: a new alias is still accepted."""
         assert service.get_model(release_db, ADMIN, "mm-clip").free_aliases is True
-        assert service.list_policies(release_db, ADMIN, "mm-clip") == []
+        assert service.list_policies(release_db, ADMIN, "mm-clip").items == []
         moved = service.promote(release_db, ADMIN, model="mm-clip", version=2, alias="canary")
         assert moved.version == 2

@@ -48,6 +48,9 @@ def cursor_text(cursor: int | None) -> str | None:
     return None if cursor is None else str(cursor)
 
 ModelFilter = Annotated[str | None, Query(pattern=SLUG)]
+NameCursor = Annotated[
+    str | None, Query(pattern=SLUG, description="The last name of the previous page.")
+]
 
 
 def link_next(request: Request, response: Response, next_cursor: str | None) -> None:
@@ -67,6 +70,7 @@ __all__ = [
     "ModelFilter",
     "ModelName",
     "Moment",
+    "NameCursor",
     "SeqCursor",
     "VersionNumber",
     "cursor_text",

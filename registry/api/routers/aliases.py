@@ -16,6 +16,7 @@ from registry.api.routers._params import (
     Limit,
     ModelName,
     Moment,
+    NameCursor,
     cursor_text,
     link_next,
 )
@@ -116,10 +117,20 @@ def rollback(
 
 
 @router.get("", response_model=list[AliasPublic])
-def list_aliases(name: ModelName, db: DbDep, actor: ActorDep) -> list[AliasPublic]:
-    """List the model's aliases: the version each serves, when and by whom it last moved."""
-    found = service.list_aliases(db, actor, name)
-    return [AliasPublic.model_validate(a.model_dump()) for a in found]
+def list_aliases(
+    request: Request,
+    response: Response,
+    name: ModelName,
+    db: DbDep,
+    actor: ActorDep,
+    limit: Limit = 100,
+    cursor: NameCursor = None,
+) -> list[AliasPublic]:
+    """List the model's aliases by name: the version each serves, when and by whom it last
+    moved; `Link: rel="next"` names the next page."""
+    page = service.list_aliases(db, actor, name, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [AliasPublic.model_validate(a.model_dump()) for a in page.items]
 
 
 @router.get("/{alias}/history", response_model=AliasHistoryPublic)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep
-from registry.api.routers._params import SLUG, Limit, ModelName, link_next
+from registry.api.routers._params import Limit, ModelName, NameCursor, link_next
 from registry.api.schemas import ModelCreate, ModelPublic
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -21,11 +19,6 @@ def create_model(body: ModelCreate, db: DbDep, actor: MaintainerDep) -> ModelPub
         db, actor, name=body.name, team=body.team, description=body.description
     )
     return ModelPublic.model_validate(info.model_dump())
-
-
-NameCursor = Annotated[
-    str | None, Query(pattern=SLUG, description="The last name of the previous page.")
-]
 
 
 @router.get("", response_model=list[ModelPublic])

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
 from registry import service
 from registry.api.deps import ActorDep, AdminDep, DbDep, MaintainerDep
-from registry.api.routers._params import AliasName, ModelName, VersionNumber
+from registry.api.routers._params import (
+    AliasName,
+    Cursor,
+    Limit,
+    ModelName,
+    NameCursor,
+    VersionNumber,
+    cursor_text,
+    link_next,
+)
 from registry.api.schemas import (
     ApprovalIn,
     ApprovalPublic,
@@ -21,10 +30,20 @@ router = APIRouter(prefix="/models/{name}", tags=["policies"])
 
 
 @router.get("/policies", response_model=list[PolicyPublic])
-def list_policies(name: ModelName, db: DbDep, actor: ActorDep) -> list[PolicyPublic]:
-    """List the declared aliases and the rules in force for each."""
-    return [PolicyPublic.model_validate(p.model_dump()) for p in
-            service.list_policies(db, actor, name)]
+def list_policies(
+    request: Request,
+    response: Response,
+    name: ModelName,
+    db: DbDep,
+    actor: ActorDep,
+    limit: Limit = 100,
+    cursor: NameCursor = None,
+) -> list[PolicyPublic]:
+    """List the declared aliases and the rules in force for each, by alias; `Link: rel="next"`
+    names the next page."""
+    page = service.list_policies(db, actor, name, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [PolicyPublic.model_validate(p.model_dump()) for p in page.items]
 
 
 @router.put("/policies/{alias}", response_model=PolicyPublic)
@@ -66,11 +85,21 @@ def set_free_aliases(
 
 @router.get("/versions/{version}/approvals", response_model=list[ApprovalPublic])
 def list_approvals(
-    name: ModelName, version: VersionNumber, db: DbDep, actor: ActorDep
+    request: Request,
+    response: Response,
+    name: ModelName,
+    version: VersionNumber,
+    db: DbDep,
+    actor: ActorDep,
+    limit: Limit = 100,
+    cursor: Cursor = None,
 ) -> list[ApprovalPublic]:
-    """List the version's approvals, withdrawn ones included."""
-    found = service.list_approvals(db, actor, model=name, version=version)
-    return [ApprovalPublic.model_validate(a.model_dump()) for a in found]
+    """List the version's approvals, withdrawn ones included, oldest first; `Link: rel="next"`
+    names the next page."""
+    page = service.list_approvals(db, actor, model=name, version=version, limit=limit,
+                                  cursor=cursor_text(cursor))
+    link_next(request, response, page.next_cursor)
+    return [ApprovalPublic.model_validate(a.model_dump()) for a in page.items]
 
 
 @router.post(

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep, MaintainerDep
-from registry.api.routers._params import MAX_INT, ModelName, VersionNumber
+from registry.api.routers._params import (
+    MAX_INT,
+    Cursor,
+    Limit,
+    ModelName,
+    VersionNumber,
+    cursor_text,
+    link_next,
+)
 from registry.api.schemas import SchemaDiffPublic, SchemaPublic, SchemaSet
 
 router = APIRouter(prefix="/models/{name}/schema", tags=["schemas"])
@@ -43,10 +51,20 @@ def get_schema(name: ModelName, db: DbDep, actor: ActorDep) -> SchemaPublic:
 
 
 @router.get("/versions", response_model=list[SchemaPublic])
-def list_schemas(name: ModelName, db: DbDep, actor: ActorDep) -> list[SchemaPublic]:
-    """Return every schema version of the model, oldest first (removals included)."""
-    found = service.list_schemas(db, actor, name)
-    return [SchemaPublic.model_validate(s.model_dump()) for s in found]
+def list_schemas(
+    request: Request,
+    response: Response,
+    name: ModelName,
+    db: DbDep,
+    actor: ActorDep,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[SchemaPublic]:
+    """Return the model's schema versions, oldest first (removals included); `Link: rel="next"`
+    names the next page."""
+    page = service.list_schemas(db, actor, name, limit=limit, cursor=cursor_text(cursor))
+    link_next(request, response, page.next_cursor)
+    return [SchemaPublic.model_validate(s.model_dump()) for s in page.items]
 
 
 @router.get("/versions/{version}", response_model=SchemaPublic)
