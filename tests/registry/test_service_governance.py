@@ -408,7 +408,8 @@ class TestProtectedAliases:
         monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, " blue, green ,blue")
         service.register_version(database, admin, model="a", config=make_config(),
                                  weights=make_weights("a"))
-        assert [p.alias for p in service.list_policies(database, admin, "a").items] == ["blue", "green"]
+        listed = service.list_policies(database, admin, "a").items
+        assert [p.alias for p in listed] == ["blue", "green"]
         with pytest.raises(PolicyRefused, match="declared: blue, green"):
             service.promote(database, admin, model="a", version=1, alias="production")
         monkeypatch.setenv(service.DEFAULT_ALIASES_ENV, "")
