@@ -217,12 +217,14 @@ class SequentialDetector(Detector):
         Measured with ``benchmarks/drift_stream.py`` (d = 384, 50 null streams): 256 rows hold a
         target of 500 (449) but run a target of 10,000 87 % long; 500 rows hold 10,000 (11,008).
         Long targets put the threshold in the far tail, where the reference's sampling error of
-        the whitening dominates, so targets above 1,000 samples ask for twice the rows.
+        the whitening dominates. Targets between were not measured; above 2,000 samples twice
+        the rows are asked for. Too small a reference errs long (fewer false alarms than asked,
+        later detection), not short.
 
         Returns:
             A row count.
         """
-        return MIN_REFERENCE if expected_run_length <= 1000 else 2 * MIN_REFERENCE
+        return MIN_REFERENCE if expected_run_length <= 2000 else 2 * MIN_REFERENCE
 
     def reset(self) -> None:
         """Forget the stream: the next row starts a new leaf and new blocks."""

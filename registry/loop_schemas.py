@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from registry.schemas import JsonBool, JsonInt, VersionInt
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_MODULES = 1024
 """A heartbeat reports at most this many module hashes."""
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+ModuleKey = Annotated[str, Field(min_length=1, max_length=256)]
+AlertText = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
+]
+"""An alert name or severity a policy matches: 1-128 characters, no control character."""
 
 
 class _Frozen(BaseModel):
@@ -22,10 +30,10 @@ class HeartbeatIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     instance: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
-    version: int = Field(ge=1, le=2**31 - 1)
-    alias: str | None = Field(default=None, max_length=64)
+    version: VersionInt
+    alias: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
     config_hash: str = Field(pattern=SHA256_PATTERN)
-    module_hashes: dict[str, str] = Field(default_factory=dict, max_length=MAX_MODULES)
+    module_hashes: dict[ModuleKey, Sha256] = Field(default_factory=dict, max_length=MAX_MODULES)
 
 
 class DeploymentInfo(_Frozen):
@@ -75,15 +83,15 @@ class RollbackPolicyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alertnames: list[str] = Field(default_factory=list, max_length=64)
+    alertnames: list[AlertText] = Field(default_factory=list, max_length=64)
     """Alert names that trigger it; empty: any alert on the version the alias serves."""
-    severities: list[str] = Field(default_factory=list, max_length=16)
+    severities: list[AlertText] = Field(default_factory=list, max_length=16)
     """``severity`` label values that trigger it; empty: any."""
-    min_firing_seconds: int = Field(default=0, ge=0, le=7 * 86400)
+    min_firing_seconds: JsonInt = Field(default=0, ge=0, le=7 * 86400)
     """How long the alert must have fired (from its ``startsAt``) before acting."""
-    cooldown_seconds: int = Field(default=600, ge=0, le=30 * 86400)
+    cooldown_seconds: JsonInt = Field(default=600, ge=0, le=30 * 86400)
     """At most one automatic move of the alias per this many seconds."""
-    dry_run: bool = False
+    dry_run: JsonBool = False
     """Record what it would do, move nothing."""
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import re
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from registry.diff import PipelineChanges
 from registry.text import readable, text_problem
@@ -16,6 +16,26 @@ Role = Literal["reader", "maintainer", "admin"]
 Stage = Literal["active", "deprecated", "archived"]
 T = TypeVar("T")
 
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: 3 and 3.0, never true or "3" (pydantic's lax mode takes both).
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+def _json_boolean(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonBool = Annotated[bool, BeforeValidator(_json_boolean)]
+VersionInt = Annotated[int, Field(ge=1, le=2_147_483_647), BeforeValidator(_json_integer)]
+"""A version number in a body: a JSON integer that fits the 32-bit column."""
+"""Body fields as JSON Schema types them: no ``true`` for an integer, no ``"3"`` for either."""
 
 class Unset(enum.Enum):
     """Type of ``UNSET``: "the caller does not check the alias's current version"."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from registry.diff import SchemaDiff, VersionDiff
 from registry.schemas import (
@@ -18,6 +18,8 @@ from registry.schemas import (
     AuditReport,
     FreeAliasesInfo,
     IncidentInfo,
+    JsonBool,
+    JsonInt,
     ModelInfo,
     PolicyInfo,
     ReferenceInfo,
@@ -26,6 +28,7 @@ from registry.schemas import (
     TagInfo,
     Unset,
     VersionInfo,
+    VersionInt,
 )
 from registry.text import data_problem
 
@@ -57,23 +60,6 @@ def _state_text_rule(schema: dict[str, Any], cls: type[BaseModel]) -> None:
             stack.extend(node)
 
 
-def _json_integer(value: Any) -> Any:
-    # JSON Schema's integer: 3 and 3.0, never true or "3" (pydantic's lax mode takes both).
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON integer")
-    return value
-
-
-def _json_boolean(value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
-JsonBool = Annotated[bool, BeforeValidator(_json_boolean)]
-VersionInt = Annotated[int, Field(ge=1, le=2_147_483_647), BeforeValidator(_json_integer)]
-"""A version number in a body: a JSON integer that fits the 32-bit column."""
 
 
 class _Request(BaseModel):
@@ -272,7 +258,7 @@ class PolicySet(_Request):
 class FreeAliasesSet(_Request):
     """Whether the model accepts aliases it does not declare."""
 
-    free_aliases: bool
+    free_aliases: JsonBool
     note: str = Field(default="", max_length=10_000)
 
 

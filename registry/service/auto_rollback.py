@@ -13,6 +13,7 @@ records what it would have done and moves nothing.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -247,10 +248,15 @@ def _policy_info(model: str, alias: str, row: RollbackPolicy) -> RollbackPolicyI
     )
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # what RollbackPolicyIn's schema states
+
+
 def _check_names(names: list[str], what: str) -> list[str]:
     for name in names:
-        if not isinstance(name, str) or not 1 <= len(name) <= 128 or not name.isprintable():
-            raise InvalidInput(f"{what} must be 1-128 printable characters, got {name!r}")
+        if not isinstance(name, str) or not 1 <= len(name) <= 128 or _CONTROL.search(name):
+            raise InvalidInput(
+                f"{what} must be 1-128 characters without control characters, got {name!r}"
+            )
     return sorted(set(names))
 
 
