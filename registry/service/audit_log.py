@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from registry import audit
 from registry.audit_replay import compare_state
 from registry.db import Database
+from registry.errors import InvalidInput
 from registry.models import AuditEvent, Model, Team
 from registry.schemas import Actor, AuditEventInfo, AuditReport, Checkpoint, Page
 from registry.service._common import MAX_INT8, check_limit, parse_cursor, visible_model
@@ -29,21 +31,31 @@ def _info(row: AuditEvent) -> AuditEventInfo:
     )
 
 
+_ACTION = re.compile(r"[a-z_.]{0,64}")
+"""An action filter: a prefix of action names such as ``alias.promote``."""
+
+
 def list_audit(
     db: Database,
     actor: Actor,
     *,
     model: str | None = None,
+    action: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page[AuditEventInfo]:
-    """Return audit events newest first; non-admins see only events of their team's models.
+    """Return audit events newest first, those whose action starts with ``action`` if given
+    (``alias.`` for every alias move); non-admins see only events of their team's models.
 
     Raises:
-        NotFound: unknown or invisible ``model``. InvalidInput: bad limit or cursor.
+        NotFound: unknown or invisible ``model``. InvalidInput: bad action, limit or cursor.
     """
     check_limit(limit)
     before = parse_cursor(cursor, maximum=MAX_INT8)
+    if action is not None and not _ACTION.fullmatch(action):
+        raise InvalidInput(
+            f"invalid action filter {action[:64]!r}: a prefix such as alias. or version.register"
+        )
     with db.read() as session:
         query = select(AuditEvent)
         if model is not None:
@@ -56,6 +68,8 @@ def list_audit(
                 .where(Team.name == actor.team)
             )
             query = query.where(AuditEvent.model.in_(own))
+        if action:
+            query = query.where(AuditEvent.action.startswith(action, autoescape=True))
         if before is not None:
             query = query.where(AuditEvent.seq < before)
         rows = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit + 1)).all()

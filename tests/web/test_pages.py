@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from registry import service
 from registry.api import create_app
 from registry.config import canonicalize
+from registry.errors import InvalidInput
 from registry.loop_schemas import HeartbeatIn
 from registry.schemas import PolicyRules
 from registry.weights import inspect_weights
@@ -271,6 +272,25 @@ class TestPages:
         assert re.search(r"<td>pod-b</td>\s*<td>production</td>\s*<td><strong>differs: config",
                          text)
         assert "pod-a" not in client.get("/models/mm/versions/2").text
+
+    def test_audit_action_filter_reads_the_whole_trail(self, client: TestClient, mm: Registry):
+        """The action filter runs in the service, so its pages hold only matching events."""
+        seen, cursor = [], None
+        while True:
+            page = service.list_audit(mm.db, CLI_ADMIN, action="alias.", limit=1, cursor=cursor)
+            seen += [e.action for e in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == ["alias.promote"]  # the fixture's one promotion, among older events
+        sign_in(client, mm.tokens["admin"])
+        text = client.get("/audit?action=alias.").text
+        assert re.findall(r"<td>(alias\.[a-z_]+|version\.[a-z_]+|model\.[a-z_]+)</td>", text) == [
+            "alias.promote"
+        ]
+        assert client.get("/audit?action=Bad%20One").status_code == 422
+        with pytest.raises(InvalidInput, match="invalid action filter"):
+            service.list_audit(mm.db, CLI_ADMIN, action="50%")
 
     def test_audit_verified(self, client: TestClient, mm: Registry):
         """The audit page verifies the chain when asked."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from registry import service
 from registry.api.deps import ActorDep, DbDep
@@ -19,11 +21,17 @@ def list_audit(
     db: DbDep,
     actor: ActorDep,
     model: ModelFilter = None,
+    action: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z_.]{1,64}$", description="Action prefix, e.g. `alias.`."),
+    ] = None,
     limit: Limit = 100,
     cursor: SeqCursor = None,
 ) -> AuditEventsPublic:
-    """List audit events newest first (non-admins: their team's models only)."""
-    page = service.list_audit(db, actor, model=model, limit=limit, cursor=cursor_text(cursor))
+    """List audit events newest first, optionally by action prefix (non-admins: their team's
+    models only)."""
+    page = service.list_audit(db, actor, model=model, action=action, limit=limit,
+                              cursor=cursor_text(cursor))
     link_next(request, response, page.next_cursor)
     return AuditEventsPublic.model_validate(page.model_dump())
 
