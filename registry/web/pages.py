@@ -298,6 +298,18 @@ def incidents_page(
 # --- forms -----------------------------------------------------------------------------------
 
 
+async def _refused(
+    request: Request, db: Any, user: Any, name: str, exc: RegistryError, title: str
+) -> Response:
+    """Show a refused action on the model page, with why (an unknown model stays a 404)."""
+    if isinstance(exc, NotFound):
+        raise exc
+    context = await run_in_threadpool(_model_context, db, user, name, None)
+    context["action_error"] = exc
+    context["action_title"] = title
+    return render(request, "model.html", context, status_code=exc.status)
+
+
 @forms.post("/models/{name}/promote")
 async def promote(request: Request, name: ModelName, db: DbDep, user: PageFormDep) -> Response:
     """Point an alias at a version (expected-version check; policy refusals listed)."""
@@ -310,13 +322,9 @@ async def promote(request: Request, name: ModelName, db: DbDep, user: PageFormDe
             db, user.actor, model=name, version=version, alias=alias,
             expected_version=_expected(form), reason=form.get("reason", "").strip(),
         ))
-    except RegistryError as exc:  # refusals are shown on the model page; unknown ones 404
-        if isinstance(exc, NotFound):
-            raise
-        context = await run_in_threadpool(_model_context, db, user, name, None)
-        context["action_error"] = exc
-        context["action_title"] = f"Promotion of v{form.get('version', '?')} to {alias!r}"
-        return render(request, "model.html", context, status_code=exc.status)
+    except RegistryError as exc:
+        title = f"Promotion of v{form.get('version', '?')} to {alias!r}"
+        return await _refused(request, db, user, name, exc, title)
     return _redirect(_model_url(name), done=f"{alias} now serves v{version}")
 
 
@@ -333,12 +341,7 @@ async def rollback(
             reason=form.get("reason", "").strip(),
         ))
     except RegistryError as exc:
-        if isinstance(exc, NotFound):
-            raise
-        context = await run_in_threadpool(_model_context, db, user, name, None)
-        context["action_error"] = exc
-        context["action_title"] = f"Rollback of {alias!r}"
-        return render(request, "model.html", context, status_code=exc.status)
+        return await _refused(request, db, user, name, exc, f"Rollback of {alias!r}")
     return _redirect(_model_url(name), done=f"{alias} rolled back to v{info.version}")
 
 
