@@ -38,7 +38,7 @@ EXPORTED_METRICS = frozenset(
         "mmgov_drift_alarms_total",
     }
 )
-# What the sidecar's own /metrics exports from the database (registry/api/metrics.py).
+# What the sidecar's own /metrics exports from the database (registry/api/api_metrics.py).
 SIDECAR_METRICS = frozenset({"mmgov_registry_deployment_mismatch"})
 # Names the sidecar, the dashboard and the runbooks rely on.
 STABLE_GROUPS = {"mmgov.drift", "mmgov.modules", "mmgov.instrumentation", "mmgov.deployments"}

@@ -7,18 +7,18 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
+from registry.api.api_metrics import ApiMetrics, MetricsMiddleware, RegistryCollector
 from registry.api.deps import TokenCache, rule_of
 from registry.api.limits import BodySizeLimit, BodyTooLarge
-from registry.api.metrics import ApiMetrics, MetricsMiddleware, RegistryCollector
 from registry.api.problems import UnexpectedErrors, install_problem_handlers
 from registry.api.routers import (
     alerts,
     aliases,
     audit,
     deployments,
+    exposition,
     health,
     incidents,
-    metrics,
     models,
     policies,
     references,
@@ -123,7 +123,7 @@ def create_app(settings: ApiSettings | None = None, *, db: Database | None = Non
     ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    app.include_router(exposition.router)
     app.include_router(assets.router)
     pages.install(app)  # after the problem handlers: it wraps them for page routes
     check_routes_declare_rules(app)

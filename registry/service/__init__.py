@@ -5,7 +5,7 @@ from __future__ import annotations
 from registry.schemas import UNSET, Unset
 from registry.service.alias_history import alias_history
 from registry.service.aliases import list_aliases, promote, resolve_alias, rollback
-from registry.service.audit_log import export_checkpoint, list_audit, verify_audit
+from registry.service.audit import export_checkpoint, list_audit, verify_audit
 from registry.service.auto_rollback import (
     list_auto_rollbacks,
     list_rollback_policies,
@@ -47,12 +47,11 @@ from registry.service.references import (
 from registry.service.registration import DEFAULT_TEAM, WeightsSource, register_version
 from registry.service.sessions import authenticate_digest
 from registry.service.tags import list_tags, parse_tags, remove_tags, set_stage, set_tags
+from registry.service.teams import create_team, list_teams
 from registry.service.tokens import (
     TOKEN_PREFIX,
     authenticate,
-    create_team,
     create_token,
-    list_teams,
     list_tokens,
     revoke_token,
 )

@@ -204,18 +204,6 @@ def version_row(session: Session, model: Model, version: int) -> ModelVersion:
     return row
 
 
-def team_id_for(session: Session | Connection, name: str) -> int:
-    """Return the id of team ``name``.
-
-    Raises:
-        NotFound: if the team does not exist (create it with `mmgov team create`).
-    """
-    team_id = session.scalars(select(Team.id).where(Team.name == name)).one_or_none()
-    if team_id is None:
-        raise NotFound(f"team {name!r} not found: create it first (`mmgov team create {name}`)")
-    return team_id
-
-
 def model_info(session: Session, model: Model) -> ModelInfo:
     """Convert a model row to its schema."""
     return ModelInfo(

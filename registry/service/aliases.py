@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import (
@@ -198,7 +198,7 @@ def promote(
                 "rolled_back_at": None,
             },
         )
-        event = audit.append(
+        event = chain.append(
             conn,
             actor=actor.name,
             action="alias.promote",
@@ -302,7 +302,7 @@ def rollback_in(
     current.version_id, current.updated_at, current.updated_by = target_id, now, actor.name
     session.flush()
     after = _number(session, target_id)
-    event = audit.append(
+    event = chain.append(
         session,
         actor=actor.name,
         action="alias.rollback",

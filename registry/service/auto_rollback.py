@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import InvalidInput, NotFound
 from registry.loop_schemas import AutoRollbackInfo, RollbackPolicyIn, RollbackPolicyInfo
@@ -134,7 +134,7 @@ def _decide(session: Session, policy: RollbackPolicy, alias: Alias, incident: In
             )
             detail = f"rolled alias {alias.name!r} back from {current} to {target}"
             incident.answered_by_move, incident.updated_at = move_id, now
-    event = audit.append(
+    event = chain.append(
         session,
         actor=AUTO_ACTOR.name,
         action="alias.auto_rollback",
@@ -152,7 +152,7 @@ def _decide(session: Session, policy: RollbackPolicy, alias: Alias, incident: In
         },
     )
     if move_id is not None:
-        audit.append(
+        chain.append(
             session,
             actor=AUTO_ACTOR.name,
             action="incident.link",
@@ -309,7 +309,7 @@ def set_rollback_policy(
         after = info.model_dump(mode="json", exclude={"updated_at", "updated_by"})
         if before is not None:
             before = {k: v for k, v in before.items() if k not in ("updated_at", "updated_by")}
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="rollback_policy.set",
@@ -340,7 +340,7 @@ def remove_rollback_policy(db: Database, actor: Actor, *, model: str, alias: str
             raise NotFound(f"alias {alias!r} of model {model!r} has no rollback policy")
         before = _policy_info(model, alias, policy).model_dump(mode="json")
         session.delete(policy)
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="rollback_policy.remove",

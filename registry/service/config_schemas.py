@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from registry import audit
+from registry.audit import chain
 from registry.config import parse_yaml
 from registry.config_schema import compile_schema
 from registry.db import Database
@@ -138,7 +138,7 @@ def set_schema(
         )
         in_force = number if compiled is not None else None
         conn.execute(_POINT, {"model_id": row.id, "version": in_force})
-        audit.append(
+        chain.append(
             conn,
             actor=actor.name,
             action="schema.set" if compiled is not None else "schema.remove",

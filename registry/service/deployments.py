@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import InvalidInput, PermissionDenied, TooManyRequests
 from registry.loop_schemas import (
@@ -161,7 +161,7 @@ def record_heartbeat(
         session.flush()
         after = {"version": version.version, "mismatched": mismatched, "alias": heartbeat.alias}
         if before != after:
-            audit.append(
+            chain.append(
                 session,
                 actor=actor.name,
                 action=action,

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import Alias, AliasMove, Incident, Model, ModelVersion, Team, utcnow
@@ -142,7 +142,7 @@ def open_incident(
     )
     session.add(incident)
     session.flush()
-    audit.append(
+    chain.append(
         session,
         actor=actor.name,
         action="incident.open",
@@ -185,7 +185,7 @@ def _record(session: Session, actor: Actor, alert: AlertIn, links: _Links) -> In
     session.flush()
     model = session.get(Model, current.model_id) if current.model_id is not None else None
     version = session.get(ModelVersion, current.version_id) if current.version_id else None
-    audit.append(
+    chain.append(
         session,
         actor=actor.name,
         action="incident.resolve",
@@ -367,7 +367,7 @@ def _check_note(note: str, what: str, *, required: bool = False) -> str:
 
 def _audit(session: Session, actor: Actor, row: Incident, action: str, **extra: object) -> None:
     info = _info(session, row)
-    audit.append(
+    chain.append(
         session,
         actor=actor.name,
         action=action,

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, distinct, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PolicyRefused
 from registry.models import (
@@ -209,7 +209,7 @@ def set_policy(
         )
         session.add(row)
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="alias.policy",
@@ -251,7 +251,7 @@ def remove_policy(
         )
         session.add(row)
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="alias.policy",
@@ -293,7 +293,7 @@ def set_free_aliases(
             payload: dict[str, Any] = {"before": before, "after": free}
             if note:
                 payload["note"] = note
-            audit.append(
+            chain.append(
                 session, actor=actor.name, action="model.free_aliases", model=model,
                 payload=payload,
             )
@@ -385,7 +385,7 @@ def approve(
         )
         session.add(approval)
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="approval.grant",
@@ -427,7 +427,7 @@ def withdraw_approval(
             raise NotFound(f"{actor.name} has no approval of {model} v{version} for {alias!r}")
         approval.withdrawn_at, approval.withdrawn_by = utcnow(), actor.name
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="approval.withdraw",

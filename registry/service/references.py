@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import ModelVersion, ReferenceProfile, utcnow
@@ -151,7 +151,7 @@ def attach_reference(
         )
         session.add(profile)
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="reference.attach",

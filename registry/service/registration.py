@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from registry import audit
+from registry.audit import chain
 from registry.config import (
     DEFAULT_LIMITS,
     CanonicalConfig,
@@ -160,7 +160,7 @@ def _team_id(conn: Connection, actor: Actor, team: str) -> int:
     if created is None:  # made by a concurrent registration a moment ago
         made: int = conn.execute(_TEAM_ID, {"team": team}).scalar_one()
         return made
-    audit.append(conn, actor=actor.name, action="team.create", payload={"after": {"team": team}})
+    chain.append(conn, actor=actor.name, action="team.create", payload={"after": {"team": team}})
     return int(created)
 
 
@@ -207,7 +207,7 @@ def create_model_if_missing(
         "free_aliases": False,
         "declared_aliases": sorted(declared),
     }
-    audit.append(conn, actor=actor.name, action="model.create", model=name,
+    chain.append(conn, actor=actor.name, action="model.create", model=name,
                  payload={"after": after})
     return new_id
 
@@ -353,7 +353,7 @@ def register_version(
             "pipeline": pipe_json,
         }
         conn.execute(_INSERT_VERSION, values)
-        audit.append(
+        chain.append(
             conn,
             actor=actor.name,
             action="version.register",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import STAGES, Alias, ModelVersion, VersionTag, utcnow
@@ -151,7 +151,7 @@ def set_tags(
                 )
                 session.add(current[key])
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="version.tag",
@@ -194,7 +194,7 @@ def remove_tags(
         session.execute(
             delete(VersionTag).where(VersionTag.version_id == row.id, VersionTag.key.in_(keys))
         )
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="version.untag",
@@ -253,7 +253,7 @@ def set_stage(
         payload: dict[str, object] = {"before": before, "after": stage}
         if reason:
             payload["reason"] = reason
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="version.stage",

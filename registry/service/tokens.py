@@ -1,4 +1,4 @@
-"""Teams and API tokens: random secrets stored only as sha256, roles, revocation, authentication."""
+"""API tokens: random secrets stored only as sha256, roles, revocation, authentication."""
 
 from __future__ import annotations
 
@@ -8,36 +8,30 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit
+from registry.audit import chain
 from registry.db import Database
-from registry.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from registry.errors import InvalidInput, NotFound, Unauthenticated
 from registry.models import ROLES, ApiToken, Team, utcnow
-from registry.schemas import Actor, Page, TeamInfo, TokenInfo
+from registry.schemas import Actor, Page, TokenInfo
 from registry.service._common import (
     check_limit,
-    check_slug,
     parse_cursor,
-    parse_name_cursor,
     require_admin,
-    team_id_for,
 )
+from registry.service.teams import team_id_for
 from registry.text import text_problem
 
 SCOPES = ("deployments",)
 """Token scopes: ``deployments`` is a reader token that may also post heartbeats (serving)."""
 
 TOKEN_PREFIX = "mmgov_"  # noqa: S105 — a public marker, not a secret
+"""Every secret starts with this, so leaked tokens are recognisable (and scannable)."""
 MAX_TOKEN_NAME = 63
 """A token acts as ``team/name``: a 64-character team, ``/`` and 63 fill the 128 of an actor."""
-"""Every secret starts with this, so leaked tokens are recognisable (and scannable)."""
 
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _team_info(row: Team) -> TeamInfo:
-    return TeamInfo(name=row.name, created_at=row.created_at, created_by=row.created_by)
 
 
 def _token_info(row: ApiToken, team: str) -> TokenInfo:
@@ -52,55 +46,6 @@ def _token_info(row: ApiToken, team: str) -> TokenInfo:
         revoked_at=row.revoked_at,
         scope=row.scope,
     )
-
-
-def create_team(db: Database, actor: Actor, name: str) -> TeamInfo:
-    """Create a team.
-
-    Returns:
-        The new team.
-
-    Raises:
-        PermissionDenied: not an admin. InvalidInput: bad name. Conflict: the name is taken.
-    """
-    require_admin(actor, "create teams")
-    check_slug(name, "team name")
-
-    def work(session: Session) -> TeamInfo:
-        if session.scalars(select(Team.id).where(Team.name == name)).first() is not None:
-            raise Conflict(f"team {name!r} already exists")
-        team = Team(name=name, created_at=utcnow(), created_by=actor.name)
-        session.add(team)
-        session.flush()
-        audit.append(
-            session, actor=actor.name, action="team.create", payload={"after": {"team": name}}
-        )
-        return _team_info(team)
-
-    return db.write(work)
-
-
-def list_teams(
-    db: Database, actor: Actor, *, limit: int = 50, cursor: str | None = None
-) -> Page[TeamInfo]:
-    """Return the teams the actor may see (admins: all; others: their own) by name, ``limit`` at
-    a time (keyset on the name).
-
-    Raises:
-        InvalidInput: bad limit or cursor.
-    """
-    check_limit(limit)
-    after = parse_name_cursor(cursor)
-    query = select(Team).order_by(Team.name).limit(limit + 1)
-    if actor.role != "admin":
-        query = query.where(Team.name == actor.team)
-    if after is not None:
-        query = query.where(Team.name > after)
-    with db.read() as session:
-        rows = session.scalars(query).all()
-        items = [_team_info(t) for t in rows[:limit]]
-    more = len(rows) > limit
-    return Page[TeamInfo](items=items, next_cursor=items[-1].name if more else None)
 
 
 def create_token(
@@ -146,7 +91,7 @@ def create_token(
         )
         session.add(row)
         session.flush()
-        audit.append(
+        chain.append(
             session,
             actor=actor.name,
             action="token.create",
@@ -187,7 +132,7 @@ def revoke_token(db: Database, actor: Actor, token_id: int) -> TokenInfo:
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.flush()
-            audit.append(
+            chain.append(
                 session,
                 actor=actor.name,
                 action="token.revoke",
@@ -259,9 +204,7 @@ __all__ = [
     "SCOPES",
     "TOKEN_PREFIX",
     "authenticate",
-    "create_team",
     "create_token",
-    "list_teams",
     "list_tokens",
     "revoke_token",
 ]

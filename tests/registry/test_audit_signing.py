@@ -12,12 +12,12 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from registry import service
-from registry.audit_signing import SignedCheckpoint
+from registry.audit.signing import SignedCheckpoint
 from registry.cli import app
 from registry.db import Database
 from registry.models import AuditEvent
 from registry.schemas import Actor
-from tests.registry.test_audit import _drop_triggers, _events, _rehash_from
+from tests.registry.test_audit_chain import _drop_triggers, _events, _rehash_from
 
 
 @dataclass

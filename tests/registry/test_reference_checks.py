@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry import audit, service
+from registry import service
+from registry.audit import chain
 from registry.config import CanonicalConfig
 from registry.db import Database
 from registry.errors import InvalidInput, NotFound
@@ -101,11 +102,11 @@ def attach(db: Database, actor: Actor, blob: bytes, *, fmt: str = MMGOV_PROFILE_
 def assert_refused(db: Database, actor: Actor, blob: bytes, match: str, **kw: object) -> None:
     """The upload is InvalidInput naming ``match`` and leaves the database as it was."""
     with db.read() as session:
-        before = audit.head(session)
+        before = chain.head(session)
     with pytest.raises(InvalidInput, match=match):
         attach(db, actor, blob, **kw)  # type: ignore[arg-type]
     with db.read() as session:
-        assert audit.head(session) == before
+        assert chain.head(session) == before
     with pytest.raises(NotFound):
         service.get_reference(db, actor, "m", 1)
 

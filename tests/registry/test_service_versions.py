@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import func, select, text
 
-from registry import audit, service
+from registry import service
+from registry.audit import chain
 from registry.config import CanonicalConfig
 from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -109,7 +110,7 @@ class TestRegister:
         def boom(*args: object, **kwargs: object) -> None:
             raise RuntimeError("injected audit failure")
 
-        monkeypatch.setattr(audit, "append", boom)
+        monkeypatch.setattr(chain, "append", boom)
         with pytest.raises(RuntimeError, match="injected"):
             service.register_version(
                 database, admin, model="m", config=make_config(2), weights=make_weights("2")

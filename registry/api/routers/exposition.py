@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from registry.api.api_metrics import render
 from registry.api.deps import SCRAPER
-from registry.api.metrics import render
 
 router = APIRouter(tags=["metrics"], dependencies=[SCRAPER])
 

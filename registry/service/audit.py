@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry import audit
-from registry.audit_replay import compare_state
+from registry.audit import chain
+from registry.audit.replay import compare_state
 from registry.db import Database
 from registry.errors import InvalidInput
 from registry.models import AuditEvent, Model, Team
@@ -101,7 +101,7 @@ def verify_audit(
     """Recompute the whole chain, then replay it and compare the tables with what it says.
 
     Any role may; the report reveals hashes and counts, and to an admin the row that differs.
-    ``checkpoints`` (signatures already checked, see ``registry.audit_signing``) must all match.
+    ``checkpoints`` (signatures already checked, see ``registry.audit.signing``) must all match.
 
     Returns:
         The report; ``ok`` False names the first bad seq and the reason, or (chain intact)
@@ -111,7 +111,7 @@ def verify_audit(
     with db.read() as session:
         # The chain is checked against the newest checkpoint (which also catches a truncated
         # tail); once it holds, each older one is one lookup.
-        report = audit.verify(session, checkpoint=points[-1] if points else None)
+        report = chain.verify(session, checkpoint=points[-1] if points else None)
         if not report.ok:
             return report
         older = _older_checkpoints(session, points[:-1], report)
@@ -133,7 +133,7 @@ def verify_audit(
 def export_checkpoint(db: Database, actor: Actor) -> Checkpoint:
     """Return the current audit head, to be kept outside the database."""
     with db.read() as session:
-        return audit.head(session)
+        return chain.head(session)
 
 
 __all__ = ["export_checkpoint", "list_audit", "verify_audit"]

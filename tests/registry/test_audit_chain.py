@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
-from registry import audit, service
+from registry import service
+from registry.audit import chain
 from registry.db import Database
 from registry.models import AuditEvent, AuditHead
 from registry.schemas import Actor
@@ -32,7 +33,7 @@ def _rehash_from(db: Database, seq: int) -> None:
         prev = s.scalar(text("SELECT hash FROM audit_events WHERE seq = :q"), {"q": seq - 1})
         rows = s.query(AuditEvent).filter(AuditEvent.seq >= seq).order_by(AuditEvent.seq).all()
         for row in rows:
-            digest = audit.event_hash(
+            digest = chain.event_hash(
                 prev,
                 seq=row.seq,
                 at=row.at,
@@ -86,7 +87,7 @@ class TestVerify:
         """Batching does not change the result."""
         _events(database, admin, 7)
         with database.read() as s:
-            assert audit.verify(s, batch_size=2).checked == 7
+            assert chain.verify(s, batch_size=2).checked == 7
 
     def test_tampered_row_found_at_its_seq(self, database: Database, admin: Actor) -> None:
         """Editing one event's payload through raw SQL is reported at that seq."""
