@@ -29,7 +29,7 @@ from typer.exceptions import Abort as ClickAbort
 
 from registry import db as dbmod
 from registry import service
-from registry.audit_signing import read_signed_file
+from registry.audit.signing import read_signed_file
 from registry.config import read_config_file
 from registry.diff import render_diff
 from registry.errors import DatabaseUnavailable, InvalidInput, NotFound, RegistryError

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from registry import service
-from registry.audit_signing import generate_key, load_private_key, sign
+from registry.audit.signing import generate_key, load_private_key, sign
 from registry.cli import audit_app, emit, state
 from registry.errors import InvalidInput
 
