@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.config import canonical_json, sha256_hex
@@ -62,7 +62,7 @@ _SET_HEAD_HASH = update(AuditHead).where(AuditHead.id == 1).values(hash=bindpara
 
 
 def append(
-    target: Session | Connection,
+    session: Session,
     *,
     actor: str,
     action: str,
@@ -70,7 +70,7 @@ def append(
     version: int | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Append one event in the caller's (write) transaction, on its session or connection.
+    """Append one event in the caller's (write) transaction, on its session's connection.
 
     Bumping the one-row head first takes its row lock (PostgreSQL) so concurrent appends queue up
     instead of reading the same "last" hash; SQLite writers are already serialised.
@@ -79,7 +79,7 @@ def append(
         The new head: the event's seq and hash (the event row is written).
     """
     body = payload or {}
-    conn = target.connection() if isinstance(target, Session) else target
+    conn = session.connection()  # prebuilt Core statements: the hot path of every write
     seq, prev_hash = conn.execute(_BUMP_HEAD).one()
     at = utcnow()
     digest = event_hash(

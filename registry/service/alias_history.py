@@ -16,7 +16,8 @@ from registry.db import Database
 from registry.errors import InvalidInput, NotFound
 from registry.models import Alias, AliasMove, Model, Team, utcnow
 from registry.schemas import Actor, AliasHistory, AliasMoveInfo
-from registry.service._common import check_limit, is_visible, parse_cursor
+from registry.service._access import is_visible
+from registry.service._input import check_limit, parse_cursor
 
 _ALIAS = (
     select(Model.created_at, Team.name.label("team"), Alias.id.label("alias_id"))
@@ -98,19 +99,19 @@ def alias_history(
         raise InvalidInput("--at needs a timezone (e.g. 2024-05-01T12:00:00Z)")
     if at is not None and at > utcnow():
         raise InvalidInput(f"--at {at.isoformat()} is in the future")
-    with db.connect() as conn:
+    with db.read() as session:
         found: Any
         if at is None:
-            found = conn.execute(_ALIAS, {"model": model, "alias": alias}).one_or_none()
+            found = session.execute(_ALIAS, {"model": model, "alias": alias}).one_or_none()
         else:
-            found = conn.execute(_AT, {"model": model, "alias": alias, "at": at}).one_or_none()
+            found = session.execute(_AT, {"model": model, "alias": alias, "at": at}).one_or_none()
         if found is None or not is_visible(actor, found.team):
             raise NotFound(f"model {model!r} not found")
         if found.alias_id is None:
             raise NotFound(f"model {model!r} has no alias {alias!r}")
         if at is None:
             params = {"alias_id": found.alias_id, "limit": limit + 1, "before": before}
-            rows = conn.execute(_PAGE if before is None else _PAGE_BEFORE, params).all()
+            rows = session.execute(_PAGE if before is None else _PAGE_BEFORE, params).all()
             items = [_move(model, alias, r) for r in rows[:limit]]
             more = len(rows) > limit
             return AliasHistory(

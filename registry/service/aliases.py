@@ -6,7 +6,7 @@ unchanged and appends no audit event (nothing changed, so there is nothing to au
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from registry.audit import chain
@@ -22,16 +22,9 @@ from registry.models import (
     utcnow,
 )
 from registry.schemas import UNSET, Actor, AliasInfo, Page, ResolvedAlias, Unset
-from registry.service._common import (
-    alias_info,
-    check_limit,
-    check_slug,
-    lock_visible_model,
-    parse_name_cursor,
-    require_writer,
-    version_row,
-    visible_model,
-)
+from registry.service._access import require_writer, visible_model
+from registry.service._input import check_limit, check_slug, parse_name_cursor
+from registry.service._lookup import alias_info, version_row
 from registry.service.lookups import lookup_alias
 from registry.service.policies import check_promotion
 
@@ -116,7 +109,7 @@ _MOVE_ALIAS = (
 )
 _INSERT_HISTORY = insert(AliasHistory)
 _INSERT_MOVE = insert(AliasMove)
-# Promotion runs module-level statements on a Core connection (see `register_version`).
+# Promotion runs these module-level statements on its session (see `register_version`).
 
 
 def promote(
@@ -146,9 +139,9 @@ def promote(
     _check_reason(reason)
     check_slug(alias, "alias name")
 
-    def work(conn: Connection) -> AliasInfo:
-        row = lock_visible_model(conn, actor, model)
-        state = conn.execute(
+    def work(session: Session) -> AliasInfo:
+        row = visible_model(session, actor, model, lock=True)
+        state = session.execute(
             _PROMOTE_STATE, {"model_id": row.id, "version": version, "alias": alias}
         ).one()
         if state.target_id is None:
@@ -167,7 +160,7 @@ def promote(
         needs_declaring = state.alias_id is None and not state.free_aliases
         if needs_declaring or state.has_policies or state.target_stage == "archived":
             check_promotion(
-                conn,
+                session,
                 actor,
                 model=model,
                 model_id=row.id,
@@ -181,13 +174,13 @@ def promote(
         now = utcnow()
         moved = {"version_id": state.target_id, "updated_at": now, "updated_by": actor.name}
         if state.alias_id is None:
-            alias_id = conn.execute(
+            alias_id = session.connection().execute(
                 _INSERT_ALIAS, {"model_id": row.id, "name": alias, **moved}
             ).scalar_one()
         else:
             alias_id = state.alias_id
-            conn.execute(_MOVE_ALIAS, {"alias_id": alias_id, **moved})
-        conn.execute(
+            session.connection().execute(_MOVE_ALIAS, {"alias_id": alias_id, **moved})
+        session.connection().execute(
             _INSERT_HISTORY,
             {
                 "alias_id": alias_id,
@@ -199,14 +192,14 @@ def promote(
             },
         )
         event = chain.append(
-            conn,
+            session,
             actor=actor.name,
             action="alias.promote",
             model=model,
             version=version,
             payload=_payload(alias, before, version, reason),
         )
-        conn.execute(
+        session.connection().execute(
             _INSERT_MOVE,
             {
                 "alias_id": alias_id,
@@ -230,7 +223,7 @@ def promote(
             updated_by=actor.name,
         )
 
-    return db.write_core(work)
+    return db.write(work)
 
 
 def rollback_in(

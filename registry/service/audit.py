@@ -14,7 +14,8 @@ from registry.db import Database
 from registry.errors import InvalidInput
 from registry.models import AuditEvent, Model, Team
 from registry.schemas import Actor, AuditEventInfo, AuditReport, Checkpoint, Page
-from registry.service._common import MAX_INT8, check_limit, parse_cursor, visible_model
+from registry.service._access import visible_model
+from registry.service._input import MAX_INT8, check_limit, parse_cursor
 
 
 def _info(row: AuditEvent) -> AuditEventInfo:

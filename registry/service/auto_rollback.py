@@ -34,7 +34,8 @@ from registry.models import (
     utcnow,
 )
 from registry.schemas import Actor
-from registry.service._common import check_slug, require_writer, visible_model
+from registry.service._access import require_writer, visible_model
+from registry.service._input import check_slug
 from registry.service.aliases import rollback_in
 
 AUTO_ACTOR = Actor(name="mmgov-auto-rollback", team=None, role="admin")

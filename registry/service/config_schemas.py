@@ -6,7 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from registry.audit import chain
 from registry.config import parse_yaml
@@ -16,14 +17,8 @@ from registry.diff import ConfigChange, SchemaDiff, diff_configs
 from registry.errors import NotFound
 from registry.models import Model, ModelSchema, Team, utcnow
 from registry.schemas import Actor, Page, SchemaInfo
-from registry.service._common import (
-    check_limit,
-    check_slug,
-    is_visible,
-    parse_cursor,
-    require_writer,
-    visible_model_id,
-)
+from registry.service._access import is_visible, require_writer, visible_model
+from registry.service._input import check_limit, check_slug, parse_cursor
 from registry.service.registration import create_model_if_missing, owner_team
 
 __all__ = ["diff_schemas", "get_schema", "list_schemas", "set_schema"]
@@ -110,22 +105,22 @@ def set_schema(
     owner = owner_team(actor, team)
     compiled = None if schema is None else compile_schema(_document(schema, source), source=source)
 
-    def work(conn: Connection) -> SchemaInfo | None:
-        row = conn.execute(_LOCK, {"model": model}).one_or_none()
+    def work(session: Session) -> SchemaInfo | None:
+        row = session.execute(_LOCK, {"model": model}).one_or_none()
         if row is None:
-            create_model_if_missing(conn, actor, model, owner)
-            row = conn.execute(_LOCK, {"model": model}).one()
+            create_model_if_missing(session, actor, model, owner)
+            row = session.execute(_LOCK, {"model": model}).one()
         if not is_visible(actor, row.team):
             raise NotFound(f"model {model!r} not found")
         current_hash = None
         if row.schema_version is not None:
             params = {"model_id": row.id, "version": row.schema_version}
-            current_hash = conn.execute(_HASH_OF, params).scalar_one()
+            current_hash = session.execute(_HASH_OF, params).scalar_one()
         new_hash = compiled.hash if compiled is not None else None
         if new_hash == current_hash:
-            return _current(conn, model, row.id, row.schema_version)
-        number = (conn.execute(_LAST, {"model_id": row.id}).scalar_one() or 0) + 1
-        conn.execute(
+            return _current(session, model, row.id, row.schema_version)
+        number = (session.execute(_LAST, {"model_id": row.id}).scalar_one() or 0) + 1
+        session.connection().execute(
             insert(ModelSchema).values(
                 model_id=row.id,
                 version=number,
@@ -137,9 +132,9 @@ def set_schema(
             )
         )
         in_force = number if compiled is not None else None
-        conn.execute(_POINT, {"model_id": row.id, "version": in_force})
+        session.connection().execute(_POINT, {"model_id": row.id, "version": in_force})
         chain.append(
-            conn,
+            session,
             actor=actor.name,
             action="schema.set" if compiled is not None else "schema.remove",
             model=model,
@@ -149,20 +144,20 @@ def set_schema(
                 "record": number,
             },
         )
-        return _current(conn, model, row.id, in_force)
+        return _current(session, model, row.id, in_force)
 
-    return db.write_core(work)
+    return db.write(work)
 
 
-def _current(conn: Connection, model: str, model_id: int, version: int | None) -> SchemaInfo | None:
+def _current(session: Session, model: str, model_id: int, version: int | None) -> SchemaInfo | None:
     if version is None:
         return None
-    rows = conn.execute(_ROWS.where(ModelSchema.version == version), {"model_id": model_id})
+    rows = session.execute(_ROWS.where(ModelSchema.version == version), {"model_id": model_id})
     return _info(model, rows.one())
 
 
-def _rows(conn: Connection, model_id: int) -> list[Any]:
-    return list(conn.execute(_ROWS.order_by(ModelSchema.version), {"model_id": model_id}))
+def _rows(session: Session, model_id: int) -> list[Any]:
+    return list(session.execute(_ROWS.order_by(ModelSchema.version), {"model_id": model_id}))
 
 
 def get_schema(db: Database, actor: Actor, model: str, version: int | None = None) -> SchemaInfo:
@@ -172,14 +167,14 @@ def get_schema(db: Database, actor: Actor, model: str, version: int | None = Non
         NotFound: unknown or invisible model; the model has no schema in force (or no such
             schema version).
     """
-    with db.connect() as conn:
-        model_id = visible_model_id(conn, actor, model)
+    with db.read() as session:
+        model_id = visible_model(session, actor, model).id
         query = _ROWS
         if version is not None:
             query = query.where(ModelSchema.version == version)
         else:
             query = query.where(ModelSchema.version == Model.schema_version)
-        found = conn.execute(query, {"model_id": model_id}).one_or_none()
+        found = session.execute(query, {"model_id": model_id}).one_or_none()
     if found is None:
         if version is None:
             raise NotFound(f"model {model!r} has no config schema (set one: mmgov schema set)")
@@ -201,9 +196,9 @@ def list_schemas(
     query = _ROWS.order_by(ModelSchema.version).limit(limit + 1)
     if after is not None:
         query = query.where(ModelSchema.version > after)
-    with db.connect() as conn:
-        model_id = visible_model_id(conn, actor, model)
-        rows = list(conn.execute(query, {"model_id": model_id}))
+    with db.read() as session:
+        model_id = visible_model(session, actor, model).id
+        rows = list(session.execute(query, {"model_id": model_id}))
     items = [_info(model, r) for r in rows[:limit]]
     more = len(rows) > limit
     return Page[SchemaInfo](items=items, next_cursor=str(items[-1].version) if more else None)
@@ -215,9 +210,9 @@ def diff_schemas(db: Database, actor: Actor, model: str, a: int, b: int) -> Sche
     Raises:
         NotFound: unknown or invisible model, or either schema version missing.
     """
-    with db.connect() as conn:
-        model_id = visible_model_id(conn, actor, model)
-        rows = {r.version: r for r in _rows(conn, model_id)}
+    with db.read() as session:
+        model_id = visible_model(session, actor, model).id
+        rows = {r.version: r for r in _rows(session, model_id)}
     for number in (a, b):
         if number not in rows:
             raise NotFound(f"model {model!r} has no schema version {number}")

@@ -27,7 +27,9 @@ from registry.loop_schemas import (
 )
 from registry.models import Alias, Deployment, Incident, Model, ModelVersion, utcnow
 from registry.schemas import Actor
-from registry.service._common import check_slug, version_row, visible_model
+from registry.service._access import visible_model
+from registry.service._input import check_slug
+from registry.service._lookup import version_row
 from registry.service.incidents import open_incident
 
 MIN_HEARTBEAT_INTERVAL = 1.0

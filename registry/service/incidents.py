@@ -21,14 +21,9 @@ from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import Alias, AliasMove, Incident, Model, ModelVersion, Team, utcnow
 from registry.schemas import Actor, AlertIn, AlertRejected, AlertsOutcome, IncidentInfo, Page
-from registry.service._common import (
-    can_see,
-    check_limit,
-    parse_cursor,
-    require_writer,
-    version_row,
-    visible_model,
-)
+from registry.service._access import can_see, require_writer, visible_model
+from registry.service._input import check_limit, parse_cursor
+from registry.service._lookup import version_row
 from registry.service.auto_rollback import consider_rollback
 from registry.text import readable, readable_data
 

@@ -8,12 +8,8 @@ from registry.db import Database
 from registry.errors import NotFound
 from registry.models import Alias, Model, ModelVersion, Team
 from registry.schemas import Actor, ResolvedAlias
-from registry.service._common import (
-    VERSION_COLUMNS,
-    is_visible,
-    version_from_row,
-    visible_model,
-)
+from registry.service._access import is_visible, visible_model
+from registry.service._lookup import VERSION_COLUMNS, version_info
 
 _RESOLVE = (
     select(Team.name.label("team"), Alias.updated_at.label("alias_updated_at"), *VERSION_COLUMNS)
@@ -23,7 +19,7 @@ _RESOLVE = (
     .outerjoin(Team, Team.id == Model.team_id)
     .where(Model.name == bindparam("model"), Alias.name == bindparam("alias"))
 )
-"""Built once, so each call reuses its cache key and compiled form; run on a Core connection."""
+"""Built once, so each call reuses its cache key and compiled form."""
 
 
 def lookup_alias(db: Database, actor: Actor, model: str, alias: str) -> ResolvedAlias:
@@ -32,17 +28,16 @@ def lookup_alias(db: Database, actor: Actor, model: str, alias: str) -> Resolved
     Raises:
         NotFound: unknown or invisible model, or no such alias.
     """
-    with db.connect() as conn:
-        row = conn.execute(_RESOLVE, {"model": model, "alias": alias}).one_or_none()
-    if row is None or not is_visible(actor, row.team):
-        # Slow path only on failure: name the missing thing, never leak other teams' models.
-        with db.read() as session:
+    with db.read() as session:
+        row = session.execute(_RESOLVE, {"model": model, "alias": alias}).one_or_none()
+        if row is None or not is_visible(actor, row.team):
+            # Slow path only on failure: name the missing thing, never leak other teams' models.
             visible_model(session, actor, model)
-        raise NotFound(f"model {model!r} has no alias {alias!r}")
+            raise NotFound(f"model {model!r} has no alias {alias!r}")
     return ResolvedAlias(
         model=model,
         alias=alias,
-        version=version_from_row(model, row),
+        version=version_info(model, row),
         updated_at=row.alias_updated_at,
     )
 

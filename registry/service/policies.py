@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, distinct, exists, func, insert, select, update
+from sqlalchemy import bindparam, distinct, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from registry.audit import chain
@@ -40,16 +40,9 @@ from registry.schemas import (
     PolicyRules,
     SoakRule,
 )
-from registry.service._common import (
-    check_limit,
-    check_slug,
-    parse_cursor,
-    parse_name_cursor,
-    require_admin,
-    require_writer,
-    version_row,
-    visible_model,
-)
+from registry.service._access import require_admin, require_writer, visible_model
+from registry.service._input import check_limit, check_slug, parse_cursor, parse_name_cursor
+from registry.service._lookup import version_row
 
 _RANK = {"reader": 0, "maintainer": 1, "admin": 2}
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -80,14 +73,14 @@ _DECLARE = insert(AliasPolicy)
 
 
 def declare_default_aliases(
-    conn: Connection, actor: Actor, model_id: int, aliases: tuple[str, ...]
+    session: Session, actor: Actor, model_id: int, aliases: tuple[str, ...]
 ) -> None:
     """Declare ``aliases`` without rules on a model being created (in its transaction; the
     model's ``model.create`` event records them)."""
     if not aliases:
         return
     now = utcnow()
-    conn.execute(
+    session.connection().execute(
         _DECLARE,
         [
             {
@@ -469,7 +462,7 @@ def list_approvals(
     return Page[ApprovalInfo](items=items, next_cursor=str(items[-1].id) if more else None)
 
 
-# --- the promotion check (on the promotion's Core connection, under the model's row lock) ---
+# --- the promotion check (in the promotion's transaction, under the model's row lock) ---
 
 _POLICIES = (
     select(AliasPolicy.alias, AliasPolicy.rules)
@@ -503,11 +496,11 @@ _INCIDENT_STARTS = select(Incident.starts_at).where(Incident.version_id == bindp
 
 
 def _longest_clean_stretch(
-    conn: Connection, model_id: int, version_id: int, soak: SoakRule, now: datetime
+    session: Session, model_id: int, version_id: int, soak: SoakRule, now: datetime
 ) -> float:
     """Seconds of the longest stretch the version served ``soak.alias`` with no incident."""
-    moves = conn.execute(_SOAK_MOVES, {"model_id": model_id, "alias": soak.alias}).all()
-    starts = sorted(conn.execute(_INCIDENT_STARTS, {"version_id": version_id}).scalars())
+    moves = session.execute(_SOAK_MOVES, {"model_id": model_id, "alias": soak.alias}).all()
+    starts = sorted(session.execute(_INCIDENT_STARTS, {"version_id": version_id}).scalars())
     best = 0.0
     for i, move in enumerate(moves):
         if move.version_id != version_id:
@@ -523,7 +516,7 @@ def _longest_clean_stretch(
 
 
 def check_promotion(
-    conn: Connection,
+    session: Session,
     actor: Actor,
     *,
     model: str,
@@ -546,7 +539,7 @@ def check_promotion(
             "message": f"{model} v{version} is archived: an archived version cannot be promoted",
         })
     current: dict[str, Any] = {}
-    for name, rules in conn.execute(_POLICIES, {"model_id": model_id}):
+    for name, rules in session.execute(_POLICIES, {"model_id": model_id}):
         current[name] = rules
     declared = {a for a, r in current.items() if r is not None}
     rules_raw = current.get(alias)
@@ -559,7 +552,7 @@ def check_promotion(
             f"(`mmgov aliases free {model} on`)",
         })
     if rules_raw is not None:
-        unmet += _policy_unmet(conn, actor, PolicyRules.model_validate(rules_raw),
+        unmet += _policy_unmet(session, actor, PolicyRules.model_validate(rules_raw),
                                model=model, model_id=model_id, alias=alias, version=version,
                                version_id=version_id)
     if unmet:
@@ -573,7 +566,7 @@ def check_promotion(
 
 
 def _policy_unmet(
-    conn: Connection,
+    session: Session,
     actor: Actor,
     rules: PolicyRules,
     *,
@@ -592,7 +585,7 @@ def _policy_unmet(
         })
     needs_evidence = rules.require_reference or rules.no_open_incident or rules.approvals
     if needs_evidence:
-        ev = conn.execute(_EVIDENCE, {"version_id": version_id, "alias": alias}).one()
+        ev = session.execute(_EVIDENCE, {"version_id": version_id, "alias": alias}).one()
         if rules.require_reference and not ev.has_reference:
             unmet.append({
                 "rule": "require_reference",
@@ -613,7 +606,7 @@ def _policy_unmet(
                 f"(`mmgov approve {model} {version} --alias {alias}`)",
             })
     if rules.soak is not None:
-        served = _longest_clean_stretch(conn, model_id, version_id, rules.soak, utcnow())
+        served = _longest_clean_stretch(session, model_id, version_id, rules.soak, utcnow())
         if served < rules.soak.seconds:
             unmet.append({
                 "rule": "soak",

@@ -22,7 +22,8 @@ from registry.profile_check import (
     read_npz,
 )
 from registry.schemas import Actor, ReferenceBlob, ReferenceInfo
-from registry.service._common import require_writer, version_row, visible_model
+from registry.service._access import require_writer, visible_model
+from registry.service._lookup import version_row
 
 MAX_REFERENCE_BYTES = 256 * 1024 * 1024
 """Largest reference profile accepted, packed and unpacked; it is stored in the database row."""

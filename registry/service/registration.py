@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from registry.audit import chain
 from registry.config import (
@@ -34,13 +35,9 @@ from registry.errors import ConfigError, Conflict, NotFound, PermissionDenied
 from registry.models import Model, ModelSchema, ModelVersion, Team, utcnow
 from registry.pipeline import PipelineInfo, inspect_pipeline
 from registry.schemas import Actor, RegisterResult, VersionInfo
-from registry.service._common import (
-    VERSION_COLUMNS,
-    check_slug,
-    is_visible,
-    require_writer,
-    version_from_row,
-)
+from registry.service._access import is_visible, require_writer
+from registry.service._input import check_slug
+from registry.service._lookup import VERSION_COLUMNS, version_info
 from registry.service.policies import declare_default_aliases, default_aliases
 from registry.weights import DEFAULT_GROUPING, ModuleGrouping, WeightsInfo, inspect_weights
 
@@ -124,8 +121,9 @@ _ALLOCATE = (
 )
 _INSERT_VERSION = insert(ModelVersion)
 _TEAM_ID = select(Team.id).where(Team.name == bindparam("team"))
-# Registration runs module-level statements on a Core connection: building ORM
-# statements and flushing a unit of work per call cost more than the SQL itself.
+# Registration runs these module-level statements on its session, the writes on the session's
+# connection (as `chain.append` does): building ORM statements and flushing a unit of work per
+# call cost more than the SQL itself.
 
 
 def owner_team(actor: Actor, team: str | None) -> str:
@@ -144,28 +142,29 @@ def owner_team(actor: Actor, team: str | None) -> str:
     return actor.team or DEFAULT_TEAM
 
 
-def _team_id(conn: Connection, actor: Actor, team: str) -> int:
-    found: int | None = conn.execute(_TEAM_ID, {"team": team}).scalar_one_or_none()
+def _team_id(session: Session, actor: Actor, team: str) -> int:
+    found: int | None = session.execute(_TEAM_ID, {"team": team}).scalar_one_or_none()
     if found is not None:
         return found
     if team != DEFAULT_TEAM:
         raise NotFound(f"team {team!r} not found: create it first (`mmgov team create {team}`)")
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    created = conn.execute(
+    dialect = session.get_bind().dialect.name
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    created = session.connection().execute(
         dialect_insert(Team)
         .values(name=team, created_at=utcnow(), created_by=actor.name)
         .on_conflict_do_nothing(index_elements=["name"])
         .returning(Team.id)
     ).scalar_one_or_none()
     if created is None:  # made by a concurrent registration a moment ago
-        made: int = conn.execute(_TEAM_ID, {"team": team}).scalar_one()
+        made: int = session.execute(_TEAM_ID, {"team": team}).scalar_one()
         return made
-    chain.append(conn, actor=actor.name, action="team.create", payload={"after": {"team": team}})
+    chain.append(session, actor=actor.name, action="team.create", payload={"after": {"team": team}})
     return int(created)
 
 
 def create_model_if_missing(
-    conn: Connection, actor: Actor, name: str, team: str, description: str = ""
+    session: Session, actor: Actor, name: str, team: str, description: str = ""
 ) -> int | None:
     """Insert model ``name`` owned by ``team`` unless it exists, with its audit event.
 
@@ -181,7 +180,7 @@ def create_model_if_missing(
     declared = default_aliases()
     values = {
         "name": name,
-        "team_id": _team_id(conn, actor, team),
+        "team_id": _team_id(session, actor, team),
         "description": description,
         "next_version": 0,
         "free_aliases": False,
@@ -190,36 +189,37 @@ def create_model_if_missing(
     }
     # ON CONFLICT DO NOTHING makes a concurrent first registration wait for the winner and then
     # see its row, instead of failing on the unique name.
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    dialect = session.get_bind().dialect.name
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         dialect_insert(Model)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["name"])
         .returning(Model.id)
     )
-    new_id: int | None = conn.execute(statement).scalar_one_or_none()
+    new_id: int | None = session.connection().execute(statement).scalar_one_or_none()
     if new_id is None:
         return None
-    declare_default_aliases(conn, actor, new_id, declared)
+    declare_default_aliases(session, actor, new_id, declared)
     after = {
         "team": team,
         "description": description,
         "free_aliases": False,
         "declared_aliases": sorted(declared),
     }
-    chain.append(conn, actor=actor.name, action="model.create", model=name,
+    chain.append(session, actor=actor.name, action="model.create", model=name,
                  payload={"after": after})
     return new_id
 
 
-def _lock(conn: Connection, model: str) -> _Locked | None:
-    if conn.dialect.name == "sqlite":
-        row = conn.execute(_LOCK_ALL, {"model": model}).one_or_none()
+def _lock(session: Session, model: str) -> _Locked | None:
+    if session.get_bind().dialect.name == "sqlite":
+        row = session.execute(_LOCK_ALL, {"model": model}).one_or_none()
     else:
-        model_id = conn.execute(_LOCK_ONLY, {"model": model}).scalar_one_or_none()
+        model_id = session.execute(_LOCK_ONLY, {"model": model}).scalar_one_or_none()
         if model_id is None:
             return None
-        row = conn.execute(_READ_LOCKED, {"model": model, "model_id": model_id}).one()
+        row = session.execute(_READ_LOCKED, {"model": model, "model_id": model_id}).one()
     if row is None:
         return None
     latest = None
@@ -316,11 +316,11 @@ def register_version(
         pipe = inspect_pipeline(pipeline, allowed_roots=allowed_roots)
     pipe_json = pipe.to_json() if pipe is not None else None
 
-    def work(conn: Connection) -> RegisterResult:
-        found = _lock(conn, model)
+    def work(session: Session) -> RegisterResult:
+        found = _lock(session, model)
         if found is None:
-            create_model_if_missing(conn, actor, model, owner)
-            found = _lock(conn, model)
+            create_model_if_missing(session, actor, model, owner)
+            found = _lock(session, model)
         elif team is not None and found.team != team and is_visible(actor, found.team):
             raise Conflict(f"model {model!r} belongs to team {found.team!r}, not {team!r}")
         if found is None or not is_visible(actor, found.team):
@@ -328,10 +328,10 @@ def register_version(
         canonical = _canonical(model, found, plain, config_source)
         identity = (canonical.hash, info.sha256, pipe.digest if pipe is not None else None)
         if found.latest == identity:
-            same = conn.execute(_LATEST, {"model_id": found.id, "version": found.next_version})
-            return RegisterResult(version=version_from_row(model, same.one()), created=False)
+            same = session.execute(_LATEST, {"model_id": found.id, "version": found.next_version})
+            return RegisterResult(version=version_info(model, same.one()), created=False)
         parent = found.next_version if found.latest is not None else None
-        number = conn.execute(_ALLOCATE, {"model_id": found.id}).scalar_one()
+        number = session.connection().execute(_ALLOCATE, {"model_id": found.id}).scalar_one()
         values = {
             "model_id": found.id,
             "version": number,
@@ -352,9 +352,9 @@ def register_version(
             "weights_shards": dict(info.shards) or None,
             "pipeline": pipe_json,
         }
-        conn.execute(_INSERT_VERSION, values)
+        session.connection().execute(_INSERT_VERSION, values)
         chain.append(
-            conn,
+            session,
             actor=actor.name,
             action="version.register",
             model=model,
@@ -364,7 +364,7 @@ def register_version(
         values.pop("model_id")
         return RegisterResult(version=VersionInfo(model=model, **values), created=True)
 
-    return db.write_core(work)
+    return db.write(work)
 
 
 def _audited(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,9 @@ from registry.db import Database
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import STAGES, Alias, ModelVersion, VersionTag, utcnow
 from registry.schemas import Actor, TagInfo, VersionInfo
-from registry.service._common import (
-    check_slug,
-    require_writer,
-    version_info,
-    version_row,
-    visible_model,
-)
+from registry.service._access import require_writer, visible_model
+from registry.service._input import check_slug
+from registry.service._lookup import version_info, version_row
 
 MAX_TAGS = 64
 """Tags one version may carry (and filters one listing may name)."""

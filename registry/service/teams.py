@@ -10,7 +10,8 @@ from registry.db import Database
 from registry.errors import Conflict, NotFound
 from registry.models import Team, utcnow
 from registry.schemas import Actor, Page, TeamInfo
-from registry.service._common import check_limit, check_slug, parse_name_cursor, require_admin
+from registry.service._access import require_admin
+from registry.service._input import check_limit, check_slug, parse_name_cursor
 
 
 def _team_info(row: Team) -> TeamInfo:

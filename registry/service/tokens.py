@@ -13,11 +13,8 @@ from registry.db import Database
 from registry.errors import InvalidInput, NotFound, Unauthenticated
 from registry.models import ROLES, ApiToken, Team, utcnow
 from registry.schemas import Actor, Page, TokenInfo
-from registry.service._common import (
-    check_limit,
-    parse_cursor,
-    require_admin,
-)
+from registry.service._access import require_admin
+from registry.service._input import check_limit, parse_cursor
 from registry.service.teams import team_id_for
 from registry.text import text_problem
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from registry.db import Database
@@ -13,19 +13,9 @@ from registry.diff import VersionDiff, diff_configs, diff_modules, diff_pipeline
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.models import STAGES, Alias, Model, ModelVersion, Team, VersionTag
 from registry.schemas import Actor, ModelInfo, Page, VersionInfo
-from registry.service._common import (
-    VERSION_COLUMNS,
-    check_limit,
-    check_slug,
-    is_visible,
-    model_info,
-    parse_cursor,
-    parse_name_cursor,
-    require_writer,
-    version_from_row,
-    visible_model,
-    visible_model_id,
-)
+from registry.service._access import is_visible, require_writer, visible_model
+from registry.service._input import check_limit, check_slug, parse_cursor, parse_name_cursor
+from registry.service._lookup import VERSION_COLUMNS, model_info, version_info
 from registry.service.registration import create_model_if_missing, owner_team
 
 
@@ -46,7 +36,7 @@ def create_model(
     owner = owner_team(actor, team)
 
     def work(session: Session) -> ModelInfo:
-        model_id = create_model_if_missing(session.connection(), actor, name, owner, description)
+        model_id = create_model_if_missing(session, actor, name, owner, description)
         if model_id is None:
             raise Conflict(f"model {name!r} already exists")
         return model_info(session, session.get_one(Model, model_id))
@@ -152,30 +142,30 @@ def get_version(db: Database, actor: Actor, model: str, version: int) -> Version
     Raises:
         NotFound: unknown or invisible model, or no such version.
     """
-    with db.connect() as conn:
-        row = conn.execute(_GET_VERSION, {"model": model, "version": version}).one_or_none()
+    with db.read() as session:
+        row = session.execute(_GET_VERSION, {"model": model, "version": version}).one_or_none()
         if row is None or not is_visible(actor, row.team):
             raise NotFound(f"model {model!r} not found")
         if row.version is None:
             raise NotFound(f"model {model!r} has no version {version}")
-        return _annotated(conn, model, row.model_pk, [row])[0]
+        return _annotated(session, model, row.model_pk, [row])[0]
 
 
 def _annotated(
-    conn: Connection, model: str, model_id: int, rows: Sequence[Any]
+    session: Session, model: str, model_id: int, rows: Sequence[Any]
 ) -> list[VersionInfo]:
     """Convert rows (with ``version_pk``) to schemas carrying their aliases and tags."""
     if not rows:
         return []
     aliases: dict[int, list[str]] = {}
-    for version_id, name in conn.execute(_ALIASES_OF, {"model_id": model_id}):
+    for version_id, name in session.execute(_ALIASES_OF, {"model_id": model_id}):
         aliases.setdefault(version_id, []).append(name)
     tags: dict[int, dict[str, str]] = {}
     ids = [r.version_pk for r in rows]
-    for version_id, key, value in conn.execute(_TAGS_OF, {"ids": ids}):
+    for version_id, key, value in session.execute(_TAGS_OF, {"ids": ids}):
         tags.setdefault(version_id, {})[key] = value
     return [
-        version_from_row(model, r).model_copy(
+        version_info(model, r).model_copy(
             update={"aliases": aliases.get(r.version_pk, []), "tags": tags.get(r.version_pk, {})}
         )
         for r in rows
@@ -225,20 +215,20 @@ def _filtered_numbers(
 
 
 def _page_rows(
-    conn: Connection,
+    session: Session,
     params: dict[str, Any],
     tags: Mapping[str, str] | None,
     stage: str | None,
     before: int | None,
 ) -> Sequence[Any]:
     if tags:
-        numbers = list(conn.execute(_filtered_numbers(tags, stage, before), params).scalars())
-        rows = conn.execute(_BY_NUMBERS, {"model_id": params["model_id"], "versions": numbers})
+        numbers = list(session.execute(_filtered_numbers(tags, stage, before), params).scalars())
+        rows = session.execute(_BY_NUMBERS, {"model_id": params["model_id"], "versions": numbers})
         return sorted(rows, key=lambda r: r.version, reverse=True)
     query = _PAGE if before is None else _PAGE_BEFORE
     if stage is not None:
         query = query.where(ModelVersion.stage == stage)
-    return conn.execute(query, params).all()
+    return session.execute(query, params).all()
 
 
 def list_versions(
@@ -261,11 +251,11 @@ def list_versions(
     check_limit(limit)
     before = parse_cursor(cursor)
     _check_filters(tags, stage)
-    with db.connect() as conn:
-        model_id = visible_model_id(conn, actor, model)
+    with db.read() as session:
+        model_id = visible_model(session, actor, model).id
         params = {"model_id": model_id, "limit": limit + 1, "before": before}
-        rows = _page_rows(conn, params, tags, stage, before)
-        items = _annotated(conn, model, model_id, rows[:limit])
+        rows = _page_rows(session, params, tags, stage, before)
+        items = _annotated(session, model, model_id, rows[:limit])
     more = len(rows) > limit
     return Page[VersionInfo](items=items, next_cursor=str(items[-1].version) if more else None)
 
@@ -276,9 +266,9 @@ def diff_versions(db: Database, actor: Actor, model: str, a: int, b: int) -> Ver
     Raises:
         NotFound: unknown or invisible model, or either version missing.
     """
-    with db.connect() as conn:
-        model_id = visible_model_id(conn, actor, model)
-        rows = conn.execute(_PAIR, {"model_id": model_id, "versions": [a, b]}).all()
+    with db.read() as session:
+        model_id = visible_model(session, actor, model).id
+        rows = session.execute(_PAIR, {"model_id": model_id, "versions": [a, b]}).all()
     found = {row.version: row for row in rows}
     for number in (a, b):
         if number not in found:
