@@ -17,7 +17,8 @@ import typer
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
-from registry.cli import app, hoist_global_options
+from registry.cli import app
+from registry.cli._app import hoist_global_options
 from registry.db import head_revision, normalize_url
 from tests.conftest import write_safetensors
 
@@ -472,8 +473,6 @@ def test_write_commands_still_start_a_new_sqlite_registry(tmp_path: Path) -> Non
 
 def test_serve_without_tokens_suggests_commands_that_work(mmgov: Run) -> None:
     """The commands `mmgov serve` suggests run as printed, and then serve finds a token."""
-    import registry.cli_serve  # noqa: F401  (the serve command)
-
     code, _, err = _invoke("--db", _db(mmgov), "serve", "--port", "1")
     assert code == 2, err
     suggested = re.findall(r"`mmgov ([^`]+)`", err)

@@ -1,4 +1,7 @@
-"""`mmgov serve`: run the admin API under uvicorn (factory mode, so each worker builds its app)."""
+"""`mmgov serve`: run the admin API under uvicorn (factory mode, so each worker builds its app).
+
+A plain function; `registry.cli` registers it as a top-level command.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import typer
 
 from registry import db as dbmod
 from registry import service
-from registry.cli import CliState, app
+from registry.cli._context import state
 from registry.errors import InvalidInput
 from registry.schemas import Actor
 from registry.web.session import new_key
@@ -56,7 +59,6 @@ def prepare_multiprocess_dir() -> Path:
     return path
 
 
-@app.command()
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -73,9 +75,7 @@ def serve(
     """Serve the admin API and the web UI; refuses a database not at head and to run open."""
     import uvicorn  # only this command needs the server
 
-    root = ctx.find_root().obj
-    assert isinstance(root, CliState)
-    url = root.url
+    url = state(ctx).url
     if no_auth and not is_loopback(host):
         raise InvalidInput(f"--no-auth serves every caller as admin: refusing host {host!r}")
     # Like `register`, serve may start a registry: it creates and migrates a new SQLite file.

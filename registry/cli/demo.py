@@ -1,4 +1,7 @@
-"""`mmgov demo`: the guided tour; torch is imported inside the command, never by `registry.cli`."""
+"""`mmgov demo`: the guided tour; torch is imported inside the command, never by `registry.cli`.
+
+A plain function; `registry.cli` registers it as a top-level command.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from typing import Annotated
 import httpx
 import typer
 
-from registry.cli import app, fail, state
+from registry.cli._context import state
+from registry.cli._render import fail
 from registry.client import SidecarError
 
 
-@app.command()
 def demo(
     ctx: typer.Context,
     keep: Annotated[

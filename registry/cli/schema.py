@@ -9,18 +9,19 @@ from typing import Annotated
 import typer
 
 from registry import service
-from registry.cli import PageCursor, PageLimit, app, emit, more, state, table
+from registry.cli._context import state
+from registry.cli._options import PageCursor, PageLimit
+from registry.cli._render import emit, emit_page
 from registry.config import read_config_file
 from registry.diff import render_schema_diff
 
-schema_app = typer.Typer(
+group = typer.Typer(
     no_args_is_help=True,
     help="Config schemas of models: set, show, list, diff, remove (JSON Schema 2020-12).",
 )
-app.add_typer(schema_app, name="schema")
 
 
-@schema_app.command("set")
+@group.command("set")
 def schema_set(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name (created if new).")],
@@ -50,7 +51,7 @@ def schema_set(
     )
 
 
-@schema_app.command("remove")
+@group.command("remove")
 def schema_remove(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
@@ -62,7 +63,7 @@ def schema_remove(
     emit(ctx, {"model": model, "schema": None}, f"{model}: no config schema in force")
 
 
-@schema_app.command("show")
+@group.command("show")
 def schema_show(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
@@ -82,7 +83,7 @@ def schema_show(
     emit(ctx, found, f"{header}\n{body}" if found.document is not None else f"{header}\n(removed)")
 
 
-@schema_app.command("list")
+@group.command("list")
 def schema_list(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
@@ -102,11 +103,10 @@ def schema_list(
         )
         for i in page.items
     ]
-    text = table(["VERSION", "SHA256", "CREATED", "BY", "NOTE"], rows)
-    emit(ctx, page, text + more(page.next_cursor))
+    emit_page(ctx, page, ["VERSION", "SHA256", "CREATED", "BY", "NOTE"], rows)
 
 
-@schema_app.command("diff")
+@group.command("diff")
 def schema_diff(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],

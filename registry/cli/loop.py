@@ -1,4 +1,5 @@
-"""Closed-loop commands: `status MODEL` (what serves) and `auto-rollback set|list|remove|log`."""
+"""Closed-loop commands: `status MODEL` (what serves; a top-level command `registry.cli`
+registers) and the `auto-rollback` group: set, list, remove, log."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Annotated
 import typer
 
 from registry import service
-from registry.cli import app, emit, state, table
+from registry.cli._context import state
+from registry.cli._render import emit, table
 from registry.loop_schemas import RollbackPolicyIn
 from registry.service.deployments import STALE_AFTER
 from registry.service.policies import format_duration
 
-auto_app = typer.Typer(help="Automatic rollback policies of aliases, and what they decided.")
-app.add_typer(auto_app, name="auto-rollback")
+group = typer.Typer(help="Automatic rollback policies of aliases, and what they decided.")
 
 
 def _seconds(raw: str) -> int:
@@ -21,7 +22,6 @@ def _seconds(raw: str) -> int:
     return 0 if raw.strip() == "0" else service.parse_duration(raw)
 
 
-@app.command("status")
 def status(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
@@ -61,7 +61,7 @@ def status(
     emit(ctx, found, "\n".join(lines))
 
 
-@auto_app.command("set")
+@group.command("set")
 def auto_set(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
@@ -95,7 +95,7 @@ def auto_set(
     emit(ctx, info, f"automatic rollback of {model}/{alias} set{mode}")
 
 
-@auto_app.command("list")
+@group.command("list")
 def auto_list(
     ctx: typer.Context, model: Annotated[str, typer.Argument(help="Model name.")]
 ) -> None:
@@ -111,7 +111,7 @@ def auto_list(
     emit(ctx, found, table(["ALIAS", "ALERTS", "SEVERITY", "FOR", "COOLDOWN", "DRY RUN"], rows))
 
 
-@auto_app.command("remove")
+@group.command("remove")
 def auto_remove(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],
@@ -124,7 +124,7 @@ def auto_remove(
          f"automatic rollback of {model}/{alias} removed")
 
 
-@auto_app.command("log")
+@group.command("log")
 def auto_log(ctx: typer.Context, model: Annotated[str, typer.Argument(help="Model name.")]) -> None:
     """The decisions automatic rollback took on MODEL's incidents, newest first."""
     s = state(ctx)
