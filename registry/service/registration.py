@@ -39,6 +39,7 @@ from registry.service._access import is_visible, require_writer
 from registry.service._input import check_slug
 from registry.service._lookup import VERSION_COLUMNS, version_info
 from registry.service.policies import declare_default_aliases, default_aliases
+from registry.service.teams import team_id_for
 from registry.weights import DEFAULT_GROUPING, ModuleGrouping, WeightsInfo, inspect_weights
 
 __all__ = [
@@ -143,11 +144,12 @@ def owner_team(actor: Actor, team: str | None) -> str:
 
 
 def _team_id(session: Session, actor: Actor, team: str) -> int:
+    """Return team ``team``'s id; `DEFAULT_TEAM` is created (with its event) if missing."""
+    if team != DEFAULT_TEAM:
+        return team_id_for(session, team)
     found: int | None = session.execute(_TEAM_ID, {"team": team}).scalar_one_or_none()
     if found is not None:
         return found
-    if team != DEFAULT_TEAM:
-        raise NotFound(f"team {team!r} not found: create it first (`mmgov team create {team}`)")
     dialect = session.get_bind().dialect.name
     dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     created = session.connection().execute(
