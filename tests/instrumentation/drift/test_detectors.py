@@ -144,7 +144,7 @@ class TestMeanShift:
         """Our numpy Ledoit-Wolf equals sklearn's estimate."""
         from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
 
-        from instrumentation._drift_calibration import ledoit_wolf
+        from instrumentation.drift.calibration import ledoit_wolf
 
         rng, mixing = _source(2)
         x = _draw(rng, mixing, 60)
@@ -230,7 +230,7 @@ class TestMMDRFF:
 class TestCalibrationNumerics:
     def test_covariance_traces_are_unbiased_off_normality(self) -> None:
         """tr(C) and tr(C^2) estimates from 40 skewed rows in 50 dims average to the truth."""
-        from instrumentation._drift_calibration import covariance_traces
+        from instrumentation.drift.calibration import covariance_traces
 
         rng = np.random.default_rng(1)
         mixing = rng.standard_normal((50, 50)) * rng.uniform(0.1, 1.0, 50)
@@ -253,7 +253,7 @@ class TestCalibrationNumerics:
 
     def test_scaled_chi2_quantile_matches_simulation(self) -> None:
         """The two-trace quantile of a weighted chi-square is within 2 % of a simulated one."""
-        from instrumentation._drift_calibration import scaled_chi2_quantile
+        from instrumentation.drift.calibration import scaled_chi2_quantile
 
         rng = np.random.default_rng(2)
         weights = rng.uniform(0.2, 3.0, 300)
@@ -267,7 +267,7 @@ class TestCalibrationNumerics:
         """The expansion is within 0.1 % of scipy's t quantile at the tail levels the parts use."""
         from scipy.stats import t
 
-        from instrumentation._drift_calibration import student_t_quantile
+        from instrumentation.drift.calibration import student_t_quantile
 
         for p in (0.975, 0.9873, 0.995):
             for dof in (5.0, 12.0, 60.0, 500.0):
@@ -275,7 +275,7 @@ class TestCalibrationNumerics:
 
     def test_quantile_variance_predicts_the_spread_of_the_quantile(self) -> None:
         """The delta-method variance of the two-trace quantile matches its spread over samples."""
-        from instrumentation._drift_calibration import (
+        from instrumentation.drift.calibration import (
             covariance_traces,
             quantile_variance,
             scaled_chi2_quantile,
@@ -308,7 +308,7 @@ class TestHeavyTailedCalibration:
         used to raise the part's rate to 3.7-3.9 % here. The tolerance is 3.5 binomial standard
         errors of 6,000 windows (0.7 points); 10 windows per reference barely correlate.
         """
-        from instrumentation._drift_calibration import per_part_rate
+        from instrumentation.drift.calibration import per_part_rate
 
         _, mixing = _source(5)
         nominal = per_part_rate(0.05, 2)
@@ -326,7 +326,7 @@ class TestHeavyTailedCalibration:
 
     def test_scale_part_counts_the_degrees_of_freedom_of_its_spread(self) -> None:
         """Near h for 24 independent Gaussian directions (2h / (2 + 12/24)), few for t(5) rows."""
-        from instrumentation._drift_parts import _variance_dof
+        from instrumentation.drift.parts import _variance_dof
 
         rng = np.random.default_rng(5)
         assert 320 < _variance_dof(rng.standard_normal((500, D))) < 480

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from instrumentation._drift_binning import QuantileBinner
-from instrumentation._drift_calibration import (
+from instrumentation.drift.binning import QuantileBinner
+from instrumentation.drift.calibration import (
     Float32Array,
     FloatArray,
     per_part_rate,
     upper_quantile,
 )
-from instrumentation._drift_parts import LogScalePart, WhitenedMeanPart
+from instrumentation.drift.parts import LogScalePart, WhitenedMeanPart
 
 MIN_REFERENCE = 256
 """Smallest reference measured to hold the false-alarm rate (5 +- 2 % at windows of 32-500)."""
