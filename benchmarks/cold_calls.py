@@ -7,7 +7,7 @@ just streamed them through), the second finds them warm. Probes rotate across fo
 one's first run follows model code, not another probe. Prints the median of each, in µs.
 
 This is why the hooks touch as few distinct objects as they can (see `instrumentation/hooks.py`
-and `instrumentation/_drift_pooling.py`): on this machine most of a hook's cost inside a model
+and `instrumentation/drift/pooling.py`): on this machine most of a hook's cost inside a model
 is cache misses, not bytecodes.
 """
 

@@ -65,8 +65,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from instrumentation._drift_calibration import per_part_rate  # noqa: E402
 from instrumentation.drift import DETECTORS, DriftMonitor, create_detector  # noqa: E402
+from instrumentation.drift.calibration import per_part_rate  # noqa: E402
 
 N_REF = 1000
 WINDOW = 500
@@ -319,7 +319,7 @@ def real_scenarios(
         import torch
 
         import examples.multimodal as mm
-        from instrumentation._drift_pooling import pool_output
+        from instrumentation.drift.pooling import pool_output
     except ImportError as exc:
         print(f"skip: real-data conditions ({exc})", file=sys.stderr)
         return

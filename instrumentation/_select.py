@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from instrumentation._drift_pooling import primary_output
+from instrumentation.drift.pooling import primary_output
 
 __all__ = ["describe_inputs", "first_tensor", "select_modules"]
 

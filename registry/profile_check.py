@@ -20,7 +20,7 @@ from typing import Any
 from registry.errors import InvalidInput
 
 MMGOV_PROFILE_FORMAT = "mmgov.reference.v1+npz"
-"""The format tag of profiles written by ``instrumentation.reference.ReferenceProfile``."""
+"""The format tag of profiles written by ``instrumentation.drift.reference.ReferenceProfile``."""
 
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 """A module's dotted path (``text_encoder.layers.0``), ASCII: every backend and header carry it."""

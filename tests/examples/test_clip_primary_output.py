@@ -14,7 +14,6 @@ from examples.clip.artifacts import MONITORED, batches
 from examples.clip.data import make_pairs
 from examples.clip.model import build_clip_model, build_image_processor, load_tokenizer
 from instrumentation import instrument
-from instrumentation._drift_pooling import primary_output
 from instrumentation._select import first_tensor
 from instrumentation.drift import (
     Detector,
@@ -23,6 +22,7 @@ from instrumentation.drift import (
     capture_reference,
     create_detector,
 )
+from instrumentation.drift.pooling import primary_output
 
 
 class _Attrs:

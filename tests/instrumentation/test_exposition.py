@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from instrumentation import instrument, metrics_asgi_app, start_metrics_server
+from instrumentation import DriftSnapshot, instrument, metrics_asgi_app, start_metrics_server
+from instrumentation.metrics import DOC, DRIFT_SCORE, DRIFT_WINDOWS, INSTRUMENTATION_ERRORS
 from tests.instrumentation._models import TinyMultimodal, inputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,54 @@ class TestServers:
             start_metrics_server(70000)
 
 
+class _FixedDrift:
+    """A drift observer whose snapshot has a score, closed windows and alarms."""
+
+    def observe(self, output: object) -> None:
+        """Accept every output."""
+
+    def snapshot(self) -> DriftSnapshot:
+        return DriftSnapshot(score=0.5, windows=2, alarms=1)
+
+
+def typed_run(registry: CollectorRegistry | None) -> bytes:
+    """Forwards that give every family a value: calls, sampled gauges, drift, errors, NaN.
+
+    Returns ``registry``'s exposition before detaching; with ``registry=None`` under
+    ``PROMETHEUS_MULTIPROC_DIR`` it writes the multiprocess files and returns nothing.
+    """
+    model = TinyMultimodal().eval()
+    with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                    drift={"text_encoder": _FixedDrift()}, sample_every=1):
+        model(*inputs())
+        model.fusion_layer.fail = RuntimeError("typed run")
+        model.image_encoder.poison = True
+        with pytest.raises(RuntimeError):
+            model(*inputs())
+        return b"" if registry is None else generate_latest(registry)
+
+
+def _type_lines(exposition: bytes) -> set[str]:
+    return {line for line in exposition.decode().splitlines() if line.startswith("# TYPE ")}
+
+
 class TestMultiprocess:
+    def test_type_lines_are_the_same_in_both_modes(self, tmp_path: Path) -> None:
+        """The `# TYPE` lines of a scrape and of a multiprocess scrape agree, drift's included."""
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+        code = "from tests.instrumentation.test_exposition import typed_run; typed_run(None)"
+        subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=120)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(tmp_path))
+        multiprocess = _type_lines(generate_latest(merged))
+        single = _type_lines(typed_run(CollectorRegistry()))
+        assert len(single) == len(DOC)
+        # A counter never incremented has no series in the multiprocess files: our own errors.
+        assert single - multiprocess == {f"# TYPE {INSTRUMENTATION_ERRORS} counter"}
+        assert multiprocess <= single
+        assert f"# TYPE {DRIFT_WINDOWS} counter" in multiprocess
+        assert f"# TYPE {DRIFT_SCORE} gauge" in multiprocess
+
     def test_two_worker_processes_are_summed(self, tmp_path: Path) -> None:
         """Two real processes write PROMETHEUS_MULTIPROC_DIR; the merged scrape sums them."""
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),

@@ -133,7 +133,7 @@ class TestCli:
     def test_reference_attach_reads_an_mmgov_profile(self, mmgov: Run, tmp_path: Path) -> None:
         """An mmgov profile needs no --module/--n-samples/--format; contradicting flags fail."""
         np = pytest.importorskip("numpy")
-        from instrumentation.reference import ReferenceProfile
+        from instrumentation.drift.reference import ReferenceProfile
 
         mmgov("team", "create", "vision")
         _register(mmgov, SHA_A, "--team", "vision")

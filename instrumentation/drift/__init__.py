@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from instrumentation._drift_detectors import (
+from instrumentation.drift.detectors import (
     DETECTORS,
     MIN_REFERENCE,
     Detector,
@@ -18,9 +18,9 @@ from instrumentation._drift_detectors import (
     minimum_reference,
     register_detector,
 )
-from instrumentation._drift_monitor import DriftMonitor, DriftSnapshot
-from instrumentation._drift_sequential import SequentialDetector
-from instrumentation.reference import ReferenceProfile, capture_reference
+from instrumentation.drift.monitor import DriftMonitor, DriftSnapshot
+from instrumentation.drift.reference import ReferenceProfile, capture_reference
+from instrumentation.drift.sequential import SequentialDetector
 
 __all__ = [
     "DETECTORS",

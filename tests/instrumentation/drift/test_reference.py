@@ -14,7 +14,7 @@ from torch import nn
 
 from instrumentation.drift import ReferenceProfile, capture_reference
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "model.yaml"
 
 
 class Tiny(nn.Module):
@@ -210,7 +210,7 @@ class TestHostileBytes:
         peaks = {}
         for path in (small, bomb):
             code = (
-                "from instrumentation.reference import ReferenceProfile\n"
+                "from instrumentation.drift.reference import ReferenceProfile\n"
                 f"data = open({str(path)!r}, 'rb').read()\n"
                 "try:\n    ReferenceProfile.from_bytes(data)\nexcept ValueError as e:\n"
                 "    print('REFUSED', e)\n"

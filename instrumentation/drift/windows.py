@@ -1,6 +1,6 @@
 """The rows of recent calls, kept as the chunks they arrived in, cut into windows when one closes.
 
-A call adds its pooled copy (``_drift_pooling.pooled_copy``) to a list: no ring-buffer write, no
+A call adds its pooled copy (``pooling.pooled_copy``) to a list: no ring-buffer write, no
 finite check, nothing that waits for a device. When windows close, the chunks are joined once
 (one ``torch.cat`` on their device) and each window is a slice of that; the rows still needed
 by later windows stay as one chunk. Non-finite rows are dropped off the forward path, by
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from instrumentation._drift_calibration import Float32Array
-from instrumentation._drift_pooling import on_host
+from instrumentation.drift.calibration import Float32Array
+from instrumentation.drift.pooling import on_host
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from instrumentation._drift_calibration import FloatArray
-from instrumentation._drift_pooling import POOLINGS, pool_output
+from instrumentation.drift.calibration import FloatArray
+from instrumentation.drift.pooling import POOLINGS, pool_output
 
 if TYPE_CHECKING:
     from torch import nn

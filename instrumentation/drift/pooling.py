@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from instrumentation._drift_calibration import Float32Array, FloatArray
+from instrumentation.drift.calibration import Float32Array, FloatArray
 
 Pooling = Literal["cls", "mean"]
 POOLINGS: tuple[str, ...] = ("cls", "mean")

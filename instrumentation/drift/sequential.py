@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from instrumentation._drift_calibration import (
+from instrumentation.drift.calibration import (
     Float32Array,
     FloatArray,
     covariance_traces,
     inverse_sqrt,
     ledoit_wolf,
 )
-from instrumentation._drift_detectors import (
+from instrumentation.drift.detectors import (
     MIN_REFERENCE,
     Detector,
     DetectorResult,
@@ -89,7 +89,7 @@ class SequentialDetector(Detector):
     little longer than ``1 / mean(p)``. Solving the mean of ``1 / p`` instead was tried: it
     depends on the simulated spread of ``p`` over references, which came out wider than on real
     streams (standard deviations 1.3-1.6x those measured on Gaussian streams), and ERL 10,000
-    came 27 % short. The calibration check in ``tests/instrumentation/test_drift_sequential.py``
+    came 27 % short. The calibration check in ``tests/instrumentation/drift/test_sequential.py``
     and ``benchmarks/drift_stream.py`` measure the run length on simulated streams against the
     target.
 

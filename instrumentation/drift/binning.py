@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from instrumentation._drift_calibration import FloatArray
+from instrumentation.drift.calibration import FloatArray
 
 IntArray = NDArray[np.intp]
 

@@ -140,19 +140,6 @@ class TestMeanShift:
         assert np.mean([s.score > 1.0 for s in scores]) >= 0.8
         assert all(s.detail["scale"] >= s.detail["mean"] for s in scores if s.score > 1.0)
 
-    def test_ledoit_wolf_matches_sklearn(self) -> None:
-        """Our numpy Ledoit-Wolf equals sklearn's estimate."""
-        from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
-
-        from instrumentation._drift_calibration import ledoit_wolf
-
-        rng, mixing = _source(2)
-        x = _draw(rng, mixing, 60)
-        cov, shrinkage = ledoit_wolf(x)
-        sk_cov, sk_shrinkage = sk_ledoit_wolf(x)
-        np.testing.assert_allclose(cov, sk_cov, rtol=1e-10, atol=1e-12)
-        assert shrinkage == pytest.approx(sk_shrinkage)
-
 
 class TestKS:
     def test_reports_the_moved_dimensions(self) -> None:
@@ -227,73 +214,6 @@ class TestMMDRFF:
         assert np.mean(flagged) >= 0.8
 
 
-class TestCalibrationNumerics:
-    def test_covariance_traces_are_unbiased_off_normality(self) -> None:
-        """tr(C) and tr(C^2) estimates from 40 skewed rows in 50 dims average to the truth."""
-        from instrumentation._drift_calibration import covariance_traces
-
-        rng = np.random.default_rng(1)
-        mixing = rng.standard_normal((50, 50)) * rng.uniform(0.1, 1.0, 50)
-        cov = mixing @ mixing.T
-        estimates = np.array(
-            [
-                covariance_traces((rng.standard_exponential((40, 50)) - 1.0) @ mixing.T)
-                for _ in range(600)
-            ]
-        )
-        assert estimates[:, 0].mean() == pytest.approx(np.trace(cov), rel=0.03)
-        assert estimates[:, 1].mean() == pytest.approx(np.sum(cov * cov), rel=0.05)
-        naive = np.mean(
-            [
-                np.sum(np.cov(rng.standard_normal((40, 50)) @ mixing.T, rowvar=False) ** 2)
-                for _ in range(100)
-            ]
-        )
-        assert naive > 1.1 * np.sum(cov * cov)  # the bias the unbiased estimate removes
-
-    def test_scaled_chi2_quantile_matches_simulation(self) -> None:
-        """The two-trace quantile of a weighted chi-square is within 2 % of a simulated one."""
-        from instrumentation._drift_calibration import scaled_chi2_quantile
-
-        rng = np.random.default_rng(2)
-        weights = rng.uniform(0.2, 3.0, 300)
-        draws = (rng.standard_normal((20000, 300)) ** 2) @ weights
-        for alpha in (0.05, 0.025):
-            expected = np.quantile(draws, 1.0 - alpha)
-            got = scaled_chi2_quantile(float(weights.sum()), float((weights**2).sum()), alpha)
-            assert got == pytest.approx(expected, rel=0.02)
-
-    def test_student_t_quantile_matches_scipy(self) -> None:
-        """The expansion is within 0.1 % of scipy's t quantile at the tail levels the parts use."""
-        from scipy.stats import t
-
-        from instrumentation._drift_calibration import student_t_quantile
-
-        for p in (0.975, 0.9873, 0.995):
-            for dof in (5.0, 12.0, 60.0, 500.0):
-                assert student_t_quantile(p, dof) == pytest.approx(t.ppf(p, dof), rel=1e-3)
-
-    def test_quantile_variance_predicts_the_spread_of_the_quantile(self) -> None:
-        """The delta-method variance of the two-trace quantile matches its spread over samples."""
-        from instrumentation._drift_calibration import (
-            covariance_traces,
-            quantile_variance,
-            scaled_chi2_quantile,
-        )
-
-        rng = np.random.default_rng(3)
-
-        def heavy(n: int) -> np.ndarray:  # multivariate t with 6 dof: a common random scale
-            return rng.standard_normal((n, 30)) * np.sqrt(6.0 / rng.chisquare(6.0, (n, 1)))
-
-        draws = [heavy(200) for _ in range(300)]
-        quantiles = [scaled_chi2_quantile(*covariance_traces(y), 0.025) for y in draws]
-        predicted = np.mean([quantile_variance(y, 0.025) for y in draws])
-        assert predicted == pytest.approx(np.var(quantiles), rel=0.25)
-        gaussian = rng.standard_normal((200, 30))
-        assert quantile_variance(gaussian, 0.025) < 0.25 * predicted
-
-
 def _heavy_tailed(rng: np.random.Generator, mixing: np.ndarray, n: int) -> np.ndarray:
     """Rows of a multivariate t with 5 dof: squared norms with a long right tail."""
     z = rng.standard_normal((n, mixing.shape[0])) * np.sqrt(5.0 / rng.chisquare(5.0, (n, 1)))
@@ -308,7 +228,7 @@ class TestHeavyTailedCalibration:
         used to raise the part's rate to 3.7-3.9 % here. The tolerance is 3.5 binomial standard
         errors of 6,000 windows (0.7 points); 10 windows per reference barely correlate.
         """
-        from instrumentation._drift_calibration import per_part_rate
+        from instrumentation.drift.calibration import per_part_rate
 
         _, mixing = _source(5)
         nominal = per_part_rate(0.05, 2)
@@ -326,7 +246,7 @@ class TestHeavyTailedCalibration:
 
     def test_scale_part_counts_the_degrees_of_freedom_of_its_spread(self) -> None:
         """Near h for 24 independent Gaussian directions (2h / (2 + 12/24)), few for t(5) rows."""
-        from instrumentation._drift_parts import _variance_dof
+        from instrumentation.drift.parts import _variance_dof
 
         rng = np.random.default_rng(5)
         assert 320 < _variance_dof(rng.standard_normal((500, D))) < 480

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from instrumentation._drift_binning import QuantileBinner
-from instrumentation._drift_calibration import (
+from instrumentation.drift.binning import QuantileBinner
+from instrumentation.drift.calibration import (
     Float32Array,
     FloatArray,
     per_part_rate,
     upper_quantile,
 )
-from instrumentation._drift_parts import LogScalePart, WhitenedMeanPart
+from instrumentation.drift.parts import LogScalePart, WhitenedMeanPart
 
 MIN_REFERENCE = 256
 """Smallest reference measured to hold the false-alarm rate (5 +- 2 % at windows of 32-500)."""
@@ -318,14 +318,16 @@ def _median_distance(rng: np.random.Generator, x: FloatArray, max_rows: int = 50
 def kolmogorov_sf(x: FloatArray) -> FloatArray:
     """Asymptotic survival function of the Kolmogorov distribution, ``P(K > x)``.
 
+    ``scipy.special.kolmogorov``, imported on first use: ``scipy.special`` takes longer to
+    import than numpy itself, and ``import instrumentation`` does not need it.
+
     Returns:
         Probabilities in [0, 1], elementwise.
     """
-    x = np.asarray(x, dtype=np.float64)
-    k = np.arange(1, 101, dtype=np.float64)[:, None]
-    terms = 2.0 * (-1.0) ** (k - 1) * np.exp(-2.0 * k * k * np.maximum(x, 1e-3) ** 2)
-    p: FloatArray = np.clip(terms.sum(axis=0), 0.0, 1.0)
-    return np.where(x < 0.2, 1.0, p)
+    from scipy.special import kolmogorov
+
+    p: FloatArray = np.asarray(kolmogorov(np.asarray(x, dtype=np.float64)), dtype=np.float64)
+    return p
 
 
 @register_detector("ks")

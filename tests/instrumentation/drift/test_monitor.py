@@ -9,7 +9,6 @@ import pytest
 import torch
 from structlog.testing import capture_logs
 
-from instrumentation import _drift_windows
 from instrumentation.drift import Detector as BaseDetector
 from instrumentation.drift import (
     DetectorResult,
@@ -19,6 +18,7 @@ from instrumentation.drift import (
     build_monitors,
     create_detector,
 )
+from instrumentation.drift import windows as drift_windows
 from tests.instrumentation._host_reads import HostReads
 
 D = 8
@@ -92,11 +92,11 @@ class TestWindows:
 
     def test_a_long_window_of_single_rows_holds_few_objects(self, reference: np.ndarray) -> None:
         """Chunks are joined every MAX_CHUNKS calls; the window still holds every row in order."""
-        monitor, detector = _monitor(reference, window=3 * _drift_windows.MAX_CHUNKS + 5)
+        monitor, detector = _monitor(reference, window=3 * drift_windows.MAX_CHUNKS + 5)
         rows = torch.randn(monitor.window, D)
         for i, row in enumerate(rows):
             monitor.observe(row)
-            assert len(monitor._rows.chunks) <= _drift_windows.MAX_CHUNKS
+            assert len(monitor._rows.chunks) <= drift_windows.MAX_CHUNKS
             if i == monitor.window - 2:
                 assert detector.windows == []
         assert monitor.snapshot().windows == 1
@@ -203,7 +203,7 @@ class TestDevicePath:
         self, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Via the device path only window close reads tensors; rows and NaN drops are right."""
-        monkeypatch.setattr(_drift_windows, "on_host", lambda tensor: False)
+        monkeypatch.setattr(drift_windows, "on_host", lambda tensor: False)
         monitor, detector = _monitor(reference, stride=5)
         rows = torch.arange(15 * D, dtype=torch.float64).reshape(15, D)
         rows[12, 1] = float("nan")

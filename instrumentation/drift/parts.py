@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from instrumentation._drift_calibration import (
+from instrumentation.drift.calibration import (
     Float32Array,
     FloatArray,
     bootstrap_counts,

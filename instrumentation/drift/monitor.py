@@ -10,10 +10,10 @@ from typing import Any
 
 import structlog
 
-from instrumentation._drift_calibration import Float32Array
-from instrumentation._drift_detectors import Detector
-from instrumentation._drift_pooling import POOLINGS, pooled_copy
-from instrumentation._drift_windows import DeviceRows, RowChunks, ready_rows
+from instrumentation.drift.calibration import Float32Array
+from instrumentation.drift.detectors import Detector
+from instrumentation.drift.pooling import POOLINGS, pooled_copy
+from instrumentation.drift.windows import DeviceRows, RowChunks, ready_rows
 
 _log = structlog.get_logger("mmgov.drift")
 _STOP = object()
