@@ -64,9 +64,16 @@ _GROUPS: tuple[tuple[str, typer.Typer], ...] = (
     ("auto-rollback", loop.group),
     ("schema", schema.group),
 )
-for _name, _command in _COMMANDS:
-    app.command(_name)(_command)
-for _name, _group in _GROUPS:
-    app.add_typer(_group, name=_name)
+
+
+def _add_commands() -> None:
+    """Add every resource's commands, then its groups, to the root `app` (once, at import)."""
+    for name, command in _COMMANDS:
+        app.command(name)(command)
+    for name, group in _GROUPS:
+        app.add_typer(group, name=name)
+
+
+_add_commands()
 
 __all__ = ["app", "main"]

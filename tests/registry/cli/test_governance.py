@@ -15,7 +15,7 @@ from registry.cli import app
 from registry.db import Database
 from registry.schemas import Actor, AlertIn
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "model.yaml"
 Run = Callable[..., str]
 
 

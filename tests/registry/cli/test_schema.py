@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from registry.cli import app
 from tests.conftest import write_safetensors
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SEED = ROOT / "examples" / "clip" / "config.yaml"
 REFERENCE = ROOT / "configs" / "model.yaml"
 REFERENCE_SCHEMA = ROOT / "configs" / "model.schema.json"

@@ -22,7 +22,7 @@ from registry.cli._app import hoist_global_options
 from registry.db import head_revision, normalize_url
 from tests.conftest import write_safetensors
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "model.yaml"
 SHA_A, SHA_B = "a" * 64, "b" * 64
 Run = Callable[..., str]
 
@@ -295,7 +295,7 @@ def _mmgov_exe() -> str:
 
 def _subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMGOV_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[3])
     env.update(extra)
     return env
 

@@ -15,7 +15,7 @@ from registry.db import Database
 from registry.loop_schemas import HeartbeatIn
 from registry.schemas import Actor, AlertIn
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model.yaml"
+CONFIG = Path(__file__).resolve().parents[3] / "configs" / "model.yaml"
 ADMIN = Actor(name="tester", role="admin")
 Run = Callable[..., str]
 
