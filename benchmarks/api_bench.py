@@ -43,53 +43,41 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # registry and benchmarks._seed from this checkout
 
-from tests.api._server import free_port, serve  # noqa: E402 - after the path insert
-from tests.api.conftest import CLI_ADMIN, remote_version_body  # noqa: E402
+from benchmarks._seed import ADMIN, register, seed_production, version_body  # noqa: E402
+from registry.db import Database  # noqa: E402
+from registry.serve_process import free_port, http_ok, serve, stop_process, wait_until  # noqa: E402
 
 
 def _setup(url: str) -> str:
-    from registry import service
-    from registry.config import canonicalize
+    """Seed model mm (v1 in production) and `_setup_governance`; return a maintainer's secret."""
     from registry.db import open_database
-    from registry.weights import inspect_weights
 
+    secret = seed_production(url)
     db = open_database(url)
-    service.create_team(db, CLI_ADMIN, "bench")
-    _, secret = service.create_token(db, CLI_ADMIN, team="bench", role="maintainer", name="b")
-    body = remote_version_body(1)
-    service.register_version(
-        db, CLI_ADMIN, model="mm", team="bench", config=canonicalize(body["config"]),
-        weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
-    )
-    service.promote(db, CLI_ADMIN, model="mm", version=1, alias="production")
-    _setup_governance(db)
-    db.dispose()
+    try:
+        _setup_governance(db)
+    finally:
+        db.dispose()
     return secret
 
 
-def _setup_governance(db: object) -> None:
+def _setup_governance(db: Database) -> None:
     """Models `free` and `guarded` (team bench, versions 1 and 2); guarded's production alias
     has a four-rule policy that both versions meet."""
     from registry import service
-    from registry.config import canonicalize
     from registry.schemas import Actor, PolicyRules
-    from registry.weights import inspect_weights
 
     reviewer = Actor(name="bench-reviewer", team=None, role="admin")
     for model in ("free", "guarded"):
         for epochs in (1, 2):
-            body = remote_version_body(epochs)
-            service.register_version(
-                db, CLI_ADMIN, model=model, team="bench", config=canonicalize(body["config"]),
-                weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
-            )
-    service.set_policy(db, CLI_ADMIN, model="guarded", alias="production", rules=PolicyRules(
+            register(db, model, epochs)
+    service.set_policy(db, ADMIN, model="guarded", alias="production", rules=PolicyRules(
         min_role="maintainer", require_reference=True, no_open_incident=True, approvals=1,
     ))
     for version in (1, 2):
-        service.attach_reference(db, CLI_ADMIN, model="guarded", version=version,
+        service.attach_reference(db, ADMIN, model="guarded", version=version,
                                  fmt="npz-v1", blob=b"ref", n_samples=1, modules=["vision"])
         service.approve(db, reviewer, model="guarded", version=version, alias="production")
 
@@ -174,7 +162,7 @@ def bench_mmgov(workers: int, args: argparse.Namespace, tmp: Path) -> Iterator[s
             if i < 0:
                 return c.get("/healthz")
             return c.post("/api/v1/models/mm/versions", headers=auth,
-                          json=remote_version_body(next(written)))
+                          json=version_body(next(written)))
 
         yield from measure(f"mmgov {workers}w resolve alias (200)", base, resolve,
                            requests=args.requests, args=args)
@@ -210,19 +198,12 @@ def bench_floor(args: argparse.Namespace) -> list[str]:
         [sys.executable, "-m", "uvicorn", "benchmarks._floor_app:app", "--app-dir", str(ROOT),
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
          "--loop", "uvloop", "--http", "httptools"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the floor app did not start") from None
-                time.sleep(0.1)  # poll interval of the bounded readiness loop
+        wait_until("the floor app", lambda: http_ok(base + "/"), timeout=30,
+                   give_up=lambda: None if proc.poll() is None else f"exited {proc.returncode}")
 
         def get(c: httpx.Client, _i: int) -> httpx.Response:
             return c.get("/")
@@ -230,8 +211,7 @@ def bench_floor(args: argparse.Namespace) -> list[str]:
         return measure("floor: bare ASGI app, uvicorn 1w", base, get, requests=args.requests,
                        args=args)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_process(proc)
 
 
 @contextmanager
@@ -241,21 +221,16 @@ def _mlflow_server(workers: int, tmp: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store,
          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)  # poll interval of the bounded readiness loop
+        wait_until("the MLflow server", lambda: http_ok(f"{base}/health"), timeout=120,
+                   interval=0.2,
+                   give_up=lambda: None if proc.poll() is None else f"exited {proc.returncode}")
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc, timeout=30)
 
 
 def bench_mlflow(workers: int, args: argparse.Namespace, tmp: Path) -> list[str]:

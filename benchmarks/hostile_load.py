@@ -24,32 +24,13 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # registry and benchmarks._seed from this checkout
 
-from registry.config import DEFAULT_LIMITS  # noqa: E402 - after the path insert
-from tests.api._server import serve  # noqa: E402
-from tests.api.conftest import CLI_ADMIN, SEED_CONFIG, remote_version_body  # noqa: E402
+from benchmarks._seed import SEED_CONFIG, seed_production  # noqa: E402 - after the path insert
+from registry.config import DEFAULT_LIMITS  # noqa: E402
+from registry.serve_process import serve  # noqa: E402
 
 ALIAS = "/api/v1/models/mm/aliases/production"
-
-
-def _setup(url: str) -> str:
-    from registry import service
-    from registry.config import canonicalize
-    from registry.db import open_database
-    from registry.weights import inspect_weights
-
-    db = open_database(url)
-    service.create_team(db, CLI_ADMIN, "bench")
-    _, secret = service.create_token(db, CLI_ADMIN, team="bench", role="maintainer", name="b")
-    body = remote_version_body(1)
-    service.register_version(
-        db, CLI_ADMIN, model="mm", team="bench", config=canonicalize(body["config"]),
-        weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
-    )
-    service.promote(db, CLI_ADMIN, model="mm", version=1, alias="production")
-    db.dispose()
-    return secret
 
 
 def largest_config(tag: str, limit: int = DEFAULT_LIMITS.max_bytes) -> str:
@@ -113,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = args.db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='mmgov-hl-')) / 'hl.db'}"
-    secret = _setup(url)
+    secret = seed_production(url)
     size = len(largest_config("p0-0").encode())
     with serve(url) as (base, proc), httpx.Client(base_url=base, timeout=30) as client:
         auth = {"Authorization": f"Bearer {secret}"}

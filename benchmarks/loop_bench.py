@@ -25,14 +25,13 @@ import argparse
 import copy
 import hashlib
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ from registry.client import RegistryClient  # noqa: E402
 from registry.config import canonicalize  # noqa: E402
 from registry.loop_schemas import RollbackPolicyIn  # noqa: E402
 from registry.schemas import Actor  # noqa: E402
+from registry.serve_process import serve, wait_until  # noqa: E402
 
 ADMIN = Actor(name="bench-admin", role="admin")
 CONFIG = ROOT / "configs" / "model.yaml"
@@ -107,13 +107,10 @@ def _alert(version: int, alertname: str = "MMGovEmbeddingDrift") -> dict[str, An
     }
 
 
-def _wait(predicate: Any, timeout: float = 60.0) -> float:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the serving loop did not follow in time")
-        time.sleep(0.001)
-    return time.perf_counter()
+def _wait(what: str, predicate: Callable[[], bool], timeout: float = 60.0) -> float:
+    """Return the `time.perf_counter` at which ``predicate`` held (polled every millisecond)."""
+    return wait_until(what, lambda: predicate() and time.perf_counter(), timeout=timeout,
+                      interval=0.001)
 
 
 def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
@@ -139,9 +136,13 @@ def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
     ))
     _, token = service.create_token(db, ADMIN, team="bench", role="reader", name="pod",
                                     scope="deployments")
-    api = Sidecar(url).start()
+    sidecar = ExitStack()
+    api_url, _ = sidecar.enter_context(serve(url, env={
+        "MMGOV_ALERTS_TOKEN": ALERTS, "MMGOV_HEARTBEAT_MIN_INTERVAL": "0",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }))
     registry = CollectorRegistry()
-    client = RegistryClient(api.url, token, prometheus_registry=registry)
+    client = RegistryClient(api_url, token, prometheus_registry=registry)
     loop = ServingLoop(client, name, prometheus_registry=registry, instance="bench-pod",
                        heartbeat_interval=5.0)
     webhook = httpx.Client(headers={"Authorization": f"Bearer {ALERTS}"})
@@ -156,17 +157,17 @@ def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
         for _ in range(runs):
             if loop.current.version != 2:
                 service.promote(db, ADMIN, model=name, version=2, alias="production")
-            _wait(lambda: reported(2))
+            _wait("v2 reported", lambda: reported(2))
             # The floor: the same webhook opening an incident no policy matches.
             start = time.perf_counter()
-            webhook.post(f"{api.url}/api/v1/alerts", json=_alert(2, "Unmatched")).raise_for_status()
+            webhook.post(f"{api_url}/api/v1/alerts", json=_alert(2, "Unmatched")).raise_for_status()
             out["floor"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            r = webhook.post(f"{api.url}/api/v1/alerts", json=_alert(2))
+            r = webhook.post(f"{api_url}/api/v1/alerts", json=_alert(2))
             answered = time.perf_counter()
             r.raise_for_status()
-            swapped = _wait(lambda: loop.current.version == 1)
-            done = _wait(lambda: reported(1))
+            swapped = _wait("the loop serving v1", lambda: loop.current.version == 1)
+            done = _wait("v1 reported", lambda: reported(1))
             out["sidecar"].append(answered - start)
             out["swapped"].append(swapped - start)
             out["reported"].append(done - start)
@@ -178,51 +179,9 @@ def bench_loop(url: str, runs: int, work: Path) -> dict[str, list[float]]:
         loop.close()
         client.close()
         webhook.close()
-        api.stop()
+        sidecar.close()
         db.dispose()
     return out
-
-
-class Sidecar:
-    """`mmgov serve` on a free loopback port, as its own process."""
-
-    def __init__(self, url: str) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._cmd = [sys.executable, "-c", "from registry.cli import main; main()", "serve",
-                     "--db", url, "--port", str(self.port), "--log-level", "warning"]
-        self._env = {**os.environ, "MMGOV_ALERTS_TOKEN": ALERTS,
-                     "MMGOV_HEARTBEAT_MIN_INTERVAL": "0",
-                     "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> Sidecar:
-        """Start it and wait until ``/readyz`` answers 200."""
-        self._proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mmgov serve exited with {self._proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("mmgov serve did not become ready")
-            time.sleep(0.1)  # bounded readiness poll
-
-    def stop(self) -> None:
-        """Terminate it (kill after 15 s)."""
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
 
 
 def _p50_ms(values: list[float]) -> float:

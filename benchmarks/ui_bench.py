@@ -32,17 +32,16 @@ import httpx
 from sqlalchemy import insert, select, update
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # registry and benchmarks._seed from this checkout
 
-from registry import service  # noqa: E402 - after the path insert
+from benchmarks._seed import ADMIN, register, seed, version_body  # noqa: E402 - after the path insert
+from registry import service  # noqa: E402
 from registry.api import ApiSettings, create_app  # noqa: E402
 from registry.config import canonical_json, canonicalize, sha256_hex  # noqa: E402
 from registry.db import Database, open_database  # noqa: E402
 from registry.models import Model, ModelVersion, utcnow  # noqa: E402
 from registry.schemas import AlertIn, PolicyRules  # noqa: E402
-from registry.weights import inspect_weights  # noqa: E402
-from tests.api._server import serve  # noqa: E402
-from tests.api.conftest import CLI_ADMIN, remote_version_body  # noqa: E402
+from registry.serve_process import serve  # noqa: E402
 
 BULK_BATCH = 2000
 P50_BUDGET_MS = 30.0
@@ -74,22 +73,16 @@ def build(url: str, total: int) -> str:
     """Create the registry at ``url`` with model mm at ``total`` versions; return a token."""
     db = open_database(url)
     try:
-        service.create_team(db, CLI_ADMIN, "bench")
-        _, secret = service.create_token(db, CLI_ADMIN, team="bench", role="maintainer",
-                                         name="ui")
+        secret = seed(db)
         for epochs in (1, 2, 3):
-            body = remote_version_body(epochs)
-            service.register_version(
-                db, CLI_ADMIN, model="mm", team="bench", config=canonicalize(body["config"]),
-                weights=inspect_weights(body["weights_uri"], sha256=body["weights_sha256"]),
-            )
+            register(db, "mm", epochs)
         for version in (1, 2, 3):
-            service.promote(db, CLI_ADMIN, model="mm", version=version, alias="production")
-        service.promote(db, CLI_ADMIN, model="mm", version=3, alias="staging")
-        service.set_policy(db, CLI_ADMIN, model="mm", alias="production",
+            service.promote(db, ADMIN, model="mm", version=version, alias="production")
+        service.promote(db, ADMIN, model="mm", version=3, alias="staging")
+        service.set_policy(db, ADMIN, model="mm", alias="production",
                            rules=PolicyRules(require_reference=True))
-        service.set_tags(db, CLI_ADMIN, model="mm", version=2, tags={"dataset": "coco"})
-        service.record_alerts(db, CLI_ADMIN, [AlertIn.model_validate({
+        service.set_tags(db, ADMIN, model="mm", version=2, tags={"dataset": "coco"})
+        service.record_alerts(db, ADMIN, [AlertIn.model_validate({
             "status": "firing", "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "f1",
             "labels": {"alertname": "Drift", "model": "mm", "version": "2",
                        "module": "image_encoder"},
@@ -101,7 +94,7 @@ def build(url: str, total: int) -> str:
 
 
 def _populate(db: Database, total: int) -> None:
-    template = canonicalize(remote_version_body(1)["config"]).data
+    template = canonicalize(version_body(1)["config"]).data
     with db.transaction() as session:
         model_id = session.scalars(select(Model.id).where(Model.name == "mm")).one()
         now = utcnow()

@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("mmgov.client")
-_CHUNK = 1 << 20
 
 
 class SidecarError(Exception):
@@ -123,9 +122,9 @@ class ResolvedVersion:
 def verify_weights(path: str | os.PathLike[str], sha256: str) -> None:
     """Check weights against their recorded digest.
 
-    A single file is streamed in 1 MiB chunks (its plain sha256); a sharded checkpoint (its
-    directory or ``*.safetensors.index.json``) is re-inspected shard by shard and compared by
-    its manifest digest.
+    A single file is streamed through ``hashlib.file_digest`` (its plain sha256); a sharded
+    checkpoint (its directory or ``*.safetensors.index.json``) is re-inspected shard by shard and
+    compared by its manifest digest.
 
     Raises:
         FileNotFoundError: no such file.
@@ -139,11 +138,8 @@ def verify_weights(path: str | os.PathLike[str], sha256: str) -> None:
         except InvalidInput as exc:
             raise IntegrityError(f"{path}: {exc.detail}") from exc
     else:
-        digest = hashlib.sha256()
         with open(target, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-        actual = digest.hexdigest()
+            actual = hashlib.file_digest(fh, "sha256").hexdigest()
     if actual != sha256.lower():
         raise IntegrityError(
             f"{path}: sha256 {actual[:16]}… but the registry records {sha256[:16]}…"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
-import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -20,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool, QueuePool
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from registry.errors import DatabaseUnavailable, InvalidInput, SchemaNotAtHead
 
@@ -216,7 +215,10 @@ def create_db_engine(url: str, *, create: bool = True) -> Engine:
     return engine
 
 
-def _is_retryable(exc: DBAPIError) -> bool:
+def _is_retryable(exc: BaseException) -> bool:
+    """Return whether ``exc`` is a database error that a fresh try of the transaction resolves."""
+    if not isinstance(exc, DBAPIError):
+        return False
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     if isinstance(exc, IntegrityError):
         # Unique races (two first promotions of one alias, …) resolve on a retry; other
@@ -227,19 +229,37 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
 
 
+_BACKOFF = wait_random_exponential(multiplier=0.01, max=0.32)
+"""Full jitter: retry n waits uniform(0, min(10 ms · 2^(n-1), 320 ms)), so retrying writers do not
+collide again in lockstep."""
+
+
 def _retrying(
     begin: Callable[[], AbstractContextManager[S]], work: Callable[[S], T], retries: int
 ) -> T:
-    for attempt in range(retries + 1):
-        try:
-            with begin() as handle:
-                return work(handle)
-        except DBAPIError as exc:
-            if attempt == retries or not _is_retryable(exc):
-                raise
-            # Jittered backoff so retrying writers do not collide again in lockstep.
-            time.sleep(random.uniform(0, 0.01 * 2**min(attempt, 5)))  # noqa: S311
-    raise AssertionError("unreachable")  # pragma: no cover
+    def once() -> T:
+        with begin() as handle:
+            return work(handle)
+
+    failed: list[BaseException] = []
+    try:
+        return once()  # the common case, without tenacity's ~20 µs of bookkeeping per call
+    except DBAPIError as exc:
+        if retries == 0 or not _is_retryable(exc):
+            raise
+        failed.append(exc)
+
+    def attempt() -> T:
+        if failed:
+            raise failed.pop()  # tenacity's first attempt is the one that just failed
+        return once()
+
+    return Retrying(
+        stop=stop_after_attempt(retries + 1),
+        wait=_BACKOFF,
+        retry=retry_if_exception(_is_retryable),
+        reraise=True,
+    )(attempt)
 
 
 class Database:

@@ -18,13 +18,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests._support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -100,12 +101,6 @@ def _mask(line: str) -> str:
     return " ".join(line.split())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _readme(ports: dict[str, str]) -> str:
     text = README.read_text(encoding="utf-8")
     for old, new in ports.items():
@@ -178,7 +173,7 @@ def test_readme_has_exactly_two_setup_commands() -> None:
 @pytest.mark.timeout(1500)  # a whole section, one subprocess after another
 def test_tour(tmp_path: Path) -> None:
     """The tour runs as printed: CLI, admin API, incidents and the serving example."""
-    ports = {"8080": str(_free_port()), "8001": str(_free_port())}
+    ports = {"8080": str(free_port()), "8001": str(free_port())}
     text = _readme(ports)
     tour = _sections(text)["Tour"]
     python_blocks = [b for lang, b in _FENCE.findall(tour) if lang == "python"]

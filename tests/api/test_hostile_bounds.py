@@ -17,7 +17,7 @@ from registry import service
 from registry.api import create_app
 from registry.api.deps import PUBLIC
 from registry.errors import InvalidInput
-from tests.api._server import free_port
+from tests._support import free_port, wait_until
 from tests.api.conftest import CLI_ADMIN, Registry, make_settings, remote_version_body
 
 V1 = "/api/v1"
@@ -155,9 +155,8 @@ def live(registry_db: Registry) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    started = threading.Event()
-    while not server.started and thread.is_alive():
-        started.wait(0.05)  # bounded by the server's own start-up
+    wait_until("uvicorn to start", lambda: server.started, timeout=30, interval=0.05,
+               give_up=lambda: None if thread.is_alive() else "its thread ended")
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -192,12 +191,11 @@ class TestParserProcess:
         """The config-parser process a YAML post starts ends when the server is killed (-9)."""
         import os
         import signal
-        import time
         from pathlib import Path
 
         import httpx
 
-        from tests.api._server import serve
+        from tests._support import serve
 
         with serve(registry_db.url) as (base, proc):
             body = {**remote_version_body(1), "config_yaml": "a: 1\n"}
@@ -210,10 +208,11 @@ class TestParserProcess:
             assert children, "the YAML config was parsed in a worker process"
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            deadline = time.monotonic() + 10
-            alive = [c for c in children if Path(f"/proc/{c}").exists()]
-            while alive and time.monotonic() < deadline:
-                time.sleep(0.2)  # the worker checks on its parent twice a second
-                alive = [c for c in children if Path(f"/proc/{c}/status").exists()
-                         and "zombie" not in Path(f"/proc/{c}/status").read_text()]
-            assert alive == []
+
+            def running() -> list[str]:
+                return [c for c in children if Path(f"/proc/{c}/status").exists()
+                        and "zombie" not in Path(f"/proc/{c}/status").read_text()]
+
+            # The worker checks on its parent twice a second.
+            wait_until(f"the parser workers {children} to end", lambda: not running(),
+                       timeout=10, interval=0.2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api._server import run_cli, serve
+from tests._support import run_cli, serve
 from tests.api.conftest import Registry, remote_version_body
 
 pytestmark = pytest.mark.e2e

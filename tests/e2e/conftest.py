@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e._processes import Processes, find_binary
+from tests._support import Processes, find_binary
 
 
 @pytest.hookimpl(wrapper=True)

@@ -24,7 +24,7 @@ from registry.db import Database, upgrade
 from registry.schemas import Actor
 from registry.service import create_team, create_token, register_version
 from registry.weights import inspect_weights
-from tests.e2e._processes import (
+from tests._support import (
     PYTHON,
     REPO,
     Processes,
@@ -224,11 +224,11 @@ def loop(
     ):
         wait_until(
             f"{what} to answer {url}", functools.partial(http_ok, url),
-            timeout=START_TIMEOUT, processes=processes,
+            timeout=START_TIMEOUT, give_up=processes.exited,
         )
     wait_until(
         "the serving worker to capture its reference and serve /metrics",
-        ready_file.exists, timeout=START_TIMEOUT, processes=processes,
+        ready_file.exists, timeout=START_TIMEOUT, give_up=processes.exited,
     )
     return Loop(
         api=api,
@@ -249,7 +249,7 @@ def test_drift_opens_an_incident_and_recovery_resolves_it(
     wait_until(
         "Prometheus to scrape drift scores of both monitored modules",
         lambda: len(loop.prom_query(f"mmgov_drift_score{{{labels}}}")) == 2,
-        timeout=START_TIMEOUT, processes=processes,
+        timeout=START_TIMEOUT, give_up=processes.exited,
     )
     assert loop.incidents() == []
 
@@ -258,7 +258,7 @@ def test_drift_opens_an_incident_and_recovery_resolves_it(
     opened = wait_until(
         f"an open {ALERT} incident on {DRIFTED_MODULE}",
         lambda: [i for i in loop.incidents(status="open") if i["module"] == DRIFTED_MODULE],
-        timeout=FIRE_TIMEOUT, interval=0.5, processes=processes,
+        timeout=FIRE_TIMEOUT, interval=0.5, give_up=processes.exited,
     )
     time_to_incident = time.monotonic() - drift_onset
     assert len(opened) == 1
@@ -277,7 +277,7 @@ def test_drift_opens_an_incident_and_recovery_resolves_it(
     resolved = wait_until(
         f"incident {incident['id']} to be resolved",
         lambda: [i for i in loop.incidents(status="resolved") if i["id"] == incident["id"]],
-        timeout=RESOLVE_TIMEOUT, interval=0.5, processes=processes,
+        timeout=RESOLVE_TIMEOUT, interval=0.5, give_up=processes.exited,
     )
     time_to_resolved = time.monotonic() - recovery
     assert resolved[0]["ends_at"] is not None

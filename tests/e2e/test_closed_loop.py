@@ -27,7 +27,7 @@ from registry.config import canonicalize
 from registry.db import Database, upgrade
 from registry.loop_schemas import RollbackPolicyIn
 from registry.schemas import Actor
-from tests.e2e._processes import PYTHON, REPO, Processes, free_port, http_ok, python_env, wait_until
+from tests._support import PYTHON, REPO, Processes, free_port, http_ok, python_env, wait_until
 from tests.e2e.test_alerting_loop import (
     ALERT,
     CONTROL_MODULE,
@@ -131,7 +131,7 @@ def test_drift_rolls_production_back_and_the_serving_process_follows(
             f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
         ])
         wait_until("the sidecar", functools.partial(http_ok, f"{api}/readyz"),
-                   timeout=START_TIMEOUT, processes=processes)
+                   timeout=START_TIMEOUT, give_up=processes.exited)
         processes.start(
             "serving-process",
             [PYTHON, "-m", "examples.serve_follow", "--registry", api,
@@ -145,10 +145,10 @@ def test_drift_rolls_production_back_and_the_serving_process_follows(
             ("prometheus", f"http://127.0.0.1:{ports['prometheus']}/-/ready"),
         ):
             wait_until(what, functools.partial(http_ok, url), timeout=START_TIMEOUT,
-                       processes=processes)
+                       give_up=processes.exited)
         wait_until("the serving process to report v2 with matching hashes",
                    lambda: _state(db)["deployments"] == [("pod-1", 2, True)],
-                   timeout=START_TIMEOUT, interval=0.2, processes=processes)
+                   timeout=START_TIMEOUT, interval=0.2, give_up=processes.exited)
 
         tmp = control_file.with_name("mode.tmp")
         tmp.write_text("drifted", encoding="utf-8")
@@ -156,11 +156,11 @@ def test_drift_rolls_production_back_and_the_serving_process_follows(
         onset = time.monotonic()
         wait_until("production rolled back to v1",
                    lambda: _state(db)["production"] == 1,
-                   timeout=FIRE_TIMEOUT, interval=0.2, processes=processes)
+                   timeout=FIRE_TIMEOUT, interval=0.2, give_up=processes.exited)
         rolled = time.monotonic()
         wait_until("the serving process to report v1 with matching hashes",
                    lambda: _state(db)["deployments"] == [("pod-1", 1, True)],
-                   timeout=FOLLOW_TIMEOUT, interval=0.1, processes=processes)
+                   timeout=FOLLOW_TIMEOUT, interval=0.1, give_up=processes.exited)
         followed = time.monotonic()
         state = _state(db)
         assert state["decisions"] == [("rolled_back", 2, 1)]
@@ -173,7 +173,7 @@ def test_drift_rolls_production_back_and_the_serving_process_follows(
         # Still drifted, now on v1: its alert opens an incident within the cool-down.
         wait_until("a second automatic decision (cool-down)",
                    lambda: len(_state(db)["decisions"]) == 2,
-                   timeout=FIRE_TIMEOUT, interval=0.5, processes=processes)
+                   timeout=FIRE_TIMEOUT, interval=0.5, give_up=processes.exited)
         state = _state(db)
         assert state["decisions"][0] == ("cooldown", 1, None)
         assert state["production"] == 1

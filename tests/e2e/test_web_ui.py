@@ -25,7 +25,7 @@ from registry.config import canonicalize
 from registry.db import Database, upgrade
 from registry.schemas import Actor, AlertIn, PolicyRules
 from registry.weights import inspect_weights
-from tests.e2e._processes import (
+from tests._support import (
     PYTHON,
     REPO,
     Processes,
@@ -163,7 +163,7 @@ def ui(processes: Processes, prometheus_bin: str, tmp_path: Path) -> Iterator[UI
     base = f"http://127.0.0.1:{ports['ui']}"
     for what, url in (("mmgov serve", f"{base}/readyz"), ("prometheus", f"{prometheus}/-/ready")):
         wait_until(f"{what} to answer {url}", functools.partial(http_ok, url), timeout=60,
-                   processes=processes)
+                   give_up=processes.exited)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     yield UI(base=base, tokens=tokens, db_url=db_url, shots=shots)

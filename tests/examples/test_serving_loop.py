@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,19 +23,10 @@ from registry.client import IntegrityError, RegistryClient
 from registry.config import canonicalize
 from registry.loop_schemas import RollbackPolicyIn
 from registry.schemas import Actor
+from tests._support import wait_until
 
 ADMIN = Actor(name="tester", role="admin")
 ALERTS = "alerts-secret"
-
-
-def _wait(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)  # bounded poll of another thread's HTTP calls
-    raise AssertionError("condition not met in time")
 
 
 def _alert(fingerprint: str, version: int) -> dict[str, Any]:
@@ -100,13 +90,15 @@ def test_alert_rolls_back_and_the_loop_reports_the_previous_version(
                        heartbeat_interval=0.2)
     try:
         assert loop.start(interval=0.1).version == 2
-        _wait(lambda: _deployment(db) == (2, True))
+        wait_until("deployment v2 to be reported serving", lambda: _deployment(db) == (2, True),
+                   timeout=30, interval=0.05)
         r = httpx.post(f"{url}/api/v1/alerts", json=_alert("f1", 2),
                        headers={"Authorization": f"Bearer {ALERTS}"})
         assert r.status_code == 200, r.text
         assert service.resolve_alias(db, ADMIN, "mm", "production").version.version == 1
         assert loop.wait_for_version(1, timeout=30)
-        _wait(lambda: _deployment(db) == (1, True))
+        wait_until("deployment v1 to be reported serving", lambda: _deployment(db) == (1, True),
+                   timeout=30, interval=0.05)
         info = {s.labels["version"] for m in registry.collect() for s in m.samples
                 if s.name == "mmgov_model_info"}
         assert info == {"1"}

@@ -137,7 +137,7 @@ class TestTamperingFound:
 
     def test_cli_names_the_difference(self, busy: Database, db_url: str) -> None:
         """`mmgov audit verify` exits 1 with one line naming the table, under --json too."""
-        from tests.api._server import run_cli
+        from tests._support import run_cli
 
         with busy.transaction() as s:
             s.execute(text(f"UPDATE aliases SET version_id = {_version_id(busy, 1)}"))

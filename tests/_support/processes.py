@@ -1,31 +1,19 @@
-"""Helpers of the end-to-end tests: free ports, binaries, process groups with logs, polling."""
+"""Child processes of tests: binaries, process groups with logs, running the CLI to completion."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
+from registry.serve_process import CLI, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_TAIL_CHARS = 6000
-
-
-def free_port() -> int:
-    """Return a TCP port that was free on 127.0.0.1 a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_binary(*names: str) -> str | None:
@@ -59,20 +47,7 @@ class Process:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the process (its whole group), killing it when it does not exit in time."""
-        if not self.alive():
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            self.popen.wait(timeout)
+        stop_process(self.popen, timeout)
 
 
 @dataclass
@@ -119,48 +94,19 @@ class Processes:
             parts.append(f"===== {proc.name} ({state}) {proc.log_path} =====\n{proc.log_tail()}")
         return "\n".join(parts)
 
-    def check_alive(self) -> None:
-        """Raise AssertionError naming any process that has exited."""
+    def exited(self) -> str | None:
+        """Name the processes that have exited, or return None while all run (`wait_until`'s
+        ``give_up``)."""
         dead = [p for p in self.started if not p.alive()]
-        if dead:
-            names = ", ".join(f"{p.name} (exit {p.popen.returncode})" for p in dead)
-            raise AssertionError(f"process(es) exited early: {names}")
+        if not dead:
+            return None
+        return "exited early: " + ", ".join(f"{p.name} (exit {p.popen.returncode})" for p in dead)
 
 
-def wait_until(
-    what: str, check: Callable[[], Any], *, timeout: float, interval: float = 0.25,
-    processes: Processes | None = None,
-) -> Any:
-    """Poll ``check`` until it returns a truthy value, at most ``timeout`` seconds.
-
-    Exceptions from ``check`` count as "not yet" (the last one is reported on timeout).
-
-    Returns:
-        The first truthy value.
-
-    Raises:
-        AssertionError: on timeout, or as soon as one of ``processes`` has exited.
-    """
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        if processes is not None:
-            processes.check_alive()
-        try:
-            value = check()
-        except Exception as exc:  # the service is not up yet, or answered badly: retry
-            last, value = exc, None
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {type(last).__name__}: {last})" if last else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
-    """Return whether GET ``url`` answers 200."""
-    return httpx.get(url, headers=dict(headers or {}), timeout=2.0).status_code == 200
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `mmgov ARGS` to completion (at most 60 s) and return the result."""
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})}, check=False)
 
 
 def python_env(**extra: str) -> dict[str, str]:
