@@ -33,6 +33,7 @@ __all__ = [
     "canonical_json",
     "canonicalize",
     "check_config_size",
+    "load_canonical_text",
     "load_config_file",
     "load_config_text",
     "parse_yaml",
@@ -458,11 +459,12 @@ def _end_pool(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _load_here(text: str, source: str, limits: ConfigLimits) -> dict[str, Any]:
-    return load_config_text(text, source=source, limits=replace(limits, isolated=False))
+def _load_here(text: str, source: str, limits: ConfigLimits) -> CanonicalConfig:
+    """In the worker: parse, check and canonicalise, so the server only unpickles the result."""
+    return load_canonical_text(text, source=source, limits=replace(limits, isolated=False))
 
 
-def _parse_isolated(text: str, source: str, limits: ConfigLimits) -> dict[str, Any]:
+def _parse_isolated(text: str, source: str, limits: ConfigLimits) -> CanonicalConfig:
     pool = _pool()
     try:
         future = pool.submit(_load_here, text, source, limits)
@@ -547,7 +549,11 @@ def canonicalize(raw: Mapping[str, Any]) -> CanonicalConfig:
     Raises:
         ConfigError: as `plain_config`.
     """
-    plain = plain_config(raw)
+    return _canonical_of(plain_config(raw))
+
+
+def _canonical_of(plain: dict[str, Any]) -> CanonicalConfig:
+    """Canonicalise data `plain_config` returned (it is not walked again)."""
     text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return CanonicalConfig(
         data=plain, canonical_json=text, hash=sha256_hex(text), semver=semver_of(plain)
@@ -567,13 +573,32 @@ def load_config_text(
             data (dotted path, prefixed with ``source``).
     """
     if limits.isolated:
-        check_config_size(text, limits, source=source)  # before the text is sent anywhere
-        return _parse_isolated(text, source, limits)
+        return load_canonical_text(text, source=source, limits=limits).data
     raw = parse_yaml(text, source=source, limits=limits)
     try:
         return plain_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.detail}") from exc
+
+
+def load_canonical_text(
+    text: str, *, source: str = "<string>", limits: ConfigLimits = DEFAULT_LIMITS
+) -> CanonicalConfig:
+    """Parse a YAML (or JSON) config as `load_config_text` does and canonicalise it.
+
+    With ``limits.isolated`` all of it (parse, JSON-data check, canonical JSON, hash) runs in
+    the worker process: the server's share of a large config is unpickling the result.
+
+    Returns:
+        The same `CanonicalConfig` as ``canonicalize(load_config_text(text, ...))``.
+
+    Raises:
+        ConfigError: as `load_config_text`.
+    """
+    if limits.isolated:
+        check_config_size(text, limits, source=source)  # before the text is sent anywhere
+        return _parse_isolated(text, source, limits)
+    return _canonical_of(load_config_text(text, source=source, limits=limits))
 
 
 def read_config_file(path: str | os.PathLike[str]) -> str:

@@ -26,7 +26,7 @@ from registry.config import (
     canonical_json,
     canonicalize,
     check_config_size,
-    load_config_text,
+    load_canonical_text,
     plain_config,
 )
 from registry.config_schema import check_config, compile_stored
@@ -239,11 +239,13 @@ def _lock(session: Session, model: str) -> _Locked | None:
     )
 
 
-def _plain(config: ConfigInput, source: str, limits: ConfigLimits) -> dict[str, Any]:
+def _plain(
+    config: ConfigInput, source: str, limits: ConfigLimits
+) -> dict[str, Any] | CanonicalConfig:
     if isinstance(config, CanonicalConfig):
-        return dict(config.data)
+        return dict(config.data)  # a caller's: checked again
     if isinstance(config, str):
-        return load_config_text(config, source=source, limits=limits)
+        return load_canonical_text(config, source=source, limits=limits)  # canonical as parsed
     try:
         plain = plain_config(config)
     except ConfigError as exc:
@@ -252,12 +254,15 @@ def _plain(config: ConfigInput, source: str, limits: ConfigLimits) -> dict[str, 
     return plain
 
 
-def _canonical(model: str, found: _Locked, plain: dict[str, Any], source: str) -> CanonicalConfig:
+def _canonical(
+    model: str, found: _Locked, plain: dict[str, Any] | CanonicalConfig, source: str
+) -> CanonicalConfig:
     if found.schema_document is None or found.schema_hash is None:
-        return canonicalize(plain)
+        return plain if isinstance(plain, CanonicalConfig) else canonicalize(plain)
+    data = plain.data if isinstance(plain, CanonicalConfig) else plain
     schema = compile_stored(found.schema_document, found.schema_hash)
     label = f"{model}'s config schema v{found.schema_version}"
-    return canonicalize(check_config(schema, plain, source=source, label=label))
+    return canonicalize(check_config(schema, data, source=source, label=label))
 
 
 def register_version(

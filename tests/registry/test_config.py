@@ -12,8 +12,10 @@ import pytest
 
 from registry.config import (
     CanonicalConfig,
+    ConfigLimits,
     canonical_json,
     canonicalize,
+    load_canonical_text,
     load_config_file,
     load_config_text,
     parse_yaml,
@@ -311,3 +313,25 @@ class TestAnyLayout:
         text = "a: " + "[" * 70 + "]" * 70
         with pytest.raises(ConfigError, match="nesting deeper"):
             _load(text)
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["here", "worker"])
+def test_load_canonical_text_matches_canonicalize(isolated: bool) -> None:
+    """load_canonical_text (in the worker or here) gives canonicalize's data, text, hash, semver."""
+    text = REFERENCE.read_text(encoding="utf-8") + "extra: {b: -0.0, a: 1e-05, c: [yes, 010]}\n"
+    found = load_canonical_text(text, source="cfg", limits=ConfigLimits(isolated=isolated))
+    expected = canonicalize(load_config_text(text, source="cfg"))
+    assert found == expected
+    assert list(found.data) == list(expected.data)  # the config's own key order is kept
+    assert found.hash == hashlib.sha256(found.canonical_json.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["here", "worker"])
+def test_load_canonical_text_errors_as_load_config_text(isolated: bool) -> None:
+    """A bad config fails with load_config_text's message, wherever it is parsed."""
+    text = "a: 1\nb: [1, 2\n"
+    with pytest.raises(ConfigError) as expected:
+        load_config_text(text, source="cfg")
+    with pytest.raises(ConfigError) as found:
+        load_canonical_text(text, source="cfg", limits=ConfigLimits(isolated=isolated))
+    assert found.value.detail == expected.value.detail

@@ -72,7 +72,9 @@ def register_version(
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
-    return RegisterPublic.model_validate(result.model_dump())
+    # From the attributes: model_dump would deep-copy the whole config (costly for a large one).
+    version = VersionPublic.model_validate(result.version, from_attributes=True)
+    return RegisterPublic(created=result.created, version=version)
 
 
 @router.get("/versions", response_model=VersionsPublic)
