@@ -2,9 +2,8 @@
 
 Every module call runs the same body (`module_wrapper`): read the thread's state, time the
 original forward, add the latency into the thread's counter list, queue a non-finite probe of the
-output (one torch reduction that stays on the output's device, or, for a float output in host
-memory, is read at once and queued only when non-finite; the tensor the previous call returned
-reuses its probe), feed the drift monitor. A call
+output (one torch reduction that stays on the output's device; the tensor the previous call
+returned reuses its probe), feed the drift monitor. A call
 that is sampled, profiled or outside a root call also runs a cold prologue and epilogue
 (`ColdPaths.enter` / `leave`) around that same body; nothing else differs.
 
@@ -15,7 +14,6 @@ state, so no cold path has to remember to flag state for a reset.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -162,7 +160,6 @@ def module_wrapper(
     """Return the instance `forward` that instruments one module: the one timed-call body."""
     # Closure variables are cheaper to read than attributes or dicts.
     perf, tensor, f32, f64 = time.perf_counter_ns, torch.Tensor, torch.float32, torch.float64
-    isfinite = math.isfinite
     # Python functions the body calls run with Dynamo off (`compile_safe`); C calls need nothing.
     probe, primary = compile_safe(finite_probe), compile_safe(first_tensor)
     by_bits, bounds = BUCKET_BY_BIT_LENGTH, LATENCY_BOUNDS_NS_PADDED
@@ -213,8 +210,6 @@ def module_wrapper(
                     dtype = x.dtype
                     if dtype is f32 or dtype is f64:  # finite_probe, inlined
                         check = (x.detach() if x.requires_grad else x).sum()
-                        if check.is_cpu and isfinite(check):  # host memory: read now, no sync
-                            check = None  # nothing to queue (the read-back costs more)
                     else:
                         check = probe(x)
                     state.last, state.last_check = x, check
