@@ -12,9 +12,8 @@ How it works, and why:
   writer, no lock, exact across threads: `_counters.HotCounters`); `_collector.SlotsCollector`
   converts the counts to Prometheus families at scrape time.
 - Every call's output is checked for NaN/Inf: one reduction queued on the output's device, never
-  read on the forward path (a float32/float64 output in host memory is read at once: no device to
-  sync with, and a finite one then queues nothing). The root call's end queues its probes (still
-  on the device) with the order of the calls; they are read back, one stack and one transfer
+  read on the forward path. The root call's end queues its probes (still on the device) with the
+  order of the calls; they are read back, one stack and one transfer
   per device, at the next sampled root call, at scrape, at flush and at detach. Then each
   non-finite call is counted on its module, and each forward that produced one names its first
   module (in the order calls ended, so the innermost producer) in one event, with the request
