@@ -307,15 +307,6 @@ class Database:
         with self._writes() as session, session.begin():
             yield session
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """Yield a Core connection in a write transaction, committed unless an error escapes.
-
-        For hot write paths that run prebuilt statements: no ORM session to set up.
-        """
-        with self._write_engine.begin() as conn:
-            yield conn
-
     def write(self, work: Callable[[Session], T], *, retries: int = WRITE_RETRIES) -> T:
         """Run ``work`` in one write transaction, retrying on lock/serialisation/unique errors.
 
@@ -328,17 +319,6 @@ class Database:
             Whatever ``work`` raises; a database error that is still retryable after the last try.
         """
         return _retrying(self.transaction, work, retries)
-
-    def write_core(self, work: Callable[[Connection], T], *, retries: int = WRITE_RETRIES) -> T:
-        """Like `write`, with ``work`` on a Core connection (see `begin`).
-
-        Returns:
-            What ``work`` returned.
-
-        Raises:
-            Whatever ``work`` raises; a database error that is still retryable after the last try.
-        """
-        return _retrying(self.begin, work, retries)
 
     def current_revision(self) -> str | None:
         """Return the Alembic revision the database is at, or None for an unversioned one.
