@@ -17,7 +17,6 @@ Stage = Literal["active", "deprecated", "archived"]
 T = TypeVar("T")
 
 
-
 def _json_integer(value: Any) -> Any:
     # JSON Schema's integer: 3 and 3.0, never true or "3" (pydantic's lax mode takes both).
     if isinstance(value, bool | str):
@@ -36,6 +35,7 @@ JsonBool = Annotated[bool, BeforeValidator(_json_boolean)]
 VersionInt = Annotated[int, Field(ge=1, le=2_147_483_647), BeforeValidator(_json_integer)]
 """A version number in a body: a JSON integer that fits the 32-bit column."""
 """Body fields as JSON Schema types them: no ``true`` for an integer, no ``"3"`` for either."""
+
 
 class Unset(enum.Enum):
     """Type of ``UNSET``: "the caller does not check the alias's current version"."""

@@ -60,8 +60,6 @@ def _state_text_rule(schema: dict[str, Any], cls: type[BaseModel]) -> None:
             stack.extend(node)
 
 
-
-
 class _Request(BaseModel):
     # No mass assignment: a field the API does not know is an error, not silently dropped.
     model_config = ConfigDict(extra="forbid", json_schema_extra=_state_text_rule)

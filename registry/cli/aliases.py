@@ -78,7 +78,6 @@ def rollback(
     emit(ctx, a, f"{name}@{alias} rolled back to version {a.version} (was {a.previous_version})")
 
 
-
 @group.command("list")
 def aliases_list(
     ctx: typer.Context,

@@ -103,7 +103,6 @@ def audit_export_checkpoint(
     typer.echo(f"checkpoint seq {point.seq} written to {file}", err=state(ctx).json)
 
 
-
 @group.command("keygen")
 def audit_keygen(
     ctx: typer.Context,

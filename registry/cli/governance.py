@@ -110,7 +110,6 @@ def policy_remove(
     emit(ctx, found, f"{model}@{alias}: policy v{found.version}: not declared")
 
 
-
 def approve(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.")],

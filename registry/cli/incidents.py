@@ -38,7 +38,6 @@ def incidents(
     emit_page(ctx, page, headers, rows)
 
 
-
 def _incident_line(i: Any) -> str:
     state_ = "acknowledged" if i.status == "open" and i.acknowledged_at else i.status
     where = f"{i.model} v{i.version}" if i.version is not None else (i.model or "no model")

@@ -233,7 +233,6 @@ def verify(
     )
 
 
-
 def _tags_line(tags: list[Any]) -> str:
     return " ".join(f"{t.key}={t.value}" for t in tags) or "(no tags)"
 

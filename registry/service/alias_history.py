@@ -58,6 +58,8 @@ _AT = (
     .outerjoin(AliasMove, AliasMove.id == _IN_FORCE)
     .where(Model.name == bindparam("model"))
 )
+
+
 def _move(model: str, alias: str, r: Any) -> AliasMoveInfo:
     return AliasMoveInfo(
         id=r.id,

@@ -30,6 +30,7 @@ def alert(fingerprint: str, version: str = "1", status: str = "firing") -> Alert
         "fingerprint": fingerprint,
     })
 
+
 V1 = "/api/v1"
 V2_CONFIG_HASH = canonicalize(remote_version_body(2)["config"]).hash
 PUBLIC_ALLOWLIST = {"/healthz", "/readyz", "/sign-in", "/static/{name}", "/docs", "/redoc"}

@@ -43,7 +43,6 @@ def _beat(client: TestClient, version: int = 2, **change: object) -> dict[str, o
             "config_hash": found.config_hash, "module_hashes": {}, **change}
 
 
-
 class TestHeartbeatRoute:
     def test_scoped_token_posts_and_status_lists(
         self, loop: tuple[TestClient, dict[str, str]], registry_db: Registry

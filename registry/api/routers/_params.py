@@ -47,6 +47,7 @@ def cursor_text(cursor: int | None) -> str | None:
     """Return the service's form of a validated cursor."""
     return None if cursor is None else str(cursor)
 
+
 ModelFilter = Annotated[str | None, Query(pattern=SLUG)]
 NameCursor = Annotated[
     str | None, Query(pattern=SLUG, description="The last name of the previous page.")
