@@ -4,7 +4,7 @@ For tests and benchmarks of code that talks to a real sidecar (mmgov's own, and 
 
     from registry.serve_process import serve
 
-    with serve("sqlite:////tmp/mmgov.db") as (url, process):
+    with serve("sqlite:///mmgov.db", "--no-auth") as (url, process):
         RegistryClient(url, token=...).resolve("mm", "production")
 
 `serve` starts the server in its own process group, waits until ``/readyz`` answers 200 (failing
