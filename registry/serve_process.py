@@ -2,10 +2,11 @@
 
 For tests and benchmarks of code that talks to a real sidecar (mmgov's own, and users' own)::
 
+    from registry.client import RegistryClient
     from registry.serve_process import serve
 
     with serve("sqlite:///mmgov.db", "--no-auth") as (url, process):
-        RegistryClient(url, token=...).resolve("mm", "production")
+        RegistryClient(url, token=None).resolve("mm", "production")  # no token: --no-auth
 
 `serve` starts the server in its own process group, waits until ``/readyz`` answers 200 (failing
 fast, with the exit code, if the server exits first) and stops the group when the block ends.
