@@ -29,11 +29,12 @@ How it works, and why:
 - Our own failures are counted in ``mmgov_instrumentation_errors_total`` and logged, never raised.
 
 torch.compile: instrument *before* compiling (or instrument the eager model and compile the
-instrumented one). The wrappers are excluded from Dynamo tracing (``torch.compiler.disable``
-without recursion) and the Python code they call runs with Dynamo off (``_hot.compile_safe``), so
-the model's code inside each instrumented module is compiled while the bookkeeping runs eagerly:
-at most one graph break per instrumented module call, and exact counts. Hooks
-added to an already-compiled module are not seen by the compiled code.
+instrumented one). The wrappers are excluded from Dynamo tracing (``_hot.dynamo_skip``: what
+``torch.compiler.disable`` without recursion means, without its per-call wrapper) and the Python
+code they call runs with Dynamo off (``_hot.compile_safe``), so the model's code inside each
+instrumented module is compiled while the bookkeeping runs eagerly: at most one graph break per
+instrumented module call, and exact counts. Hooks added to an already-compiled module are not
+seen by the compiled code.
 
 Multiprocess mode (several serving workers with ``PROMETHEUS_MULTIPROC_DIR``): custom collectors
 are invisible to ``MultiProcessCollector``, so each process runs a timer thread that adds the growth
@@ -67,6 +68,7 @@ from instrumentation._hot import (
     PROFILER,
     PerThread,
     ThreadState,
+    dynamo_skip,
     module_wrapper,
     root_wrapper,
 )
@@ -236,7 +238,7 @@ class Instrumentation:
     def _attach(self, module: nn.Module, wrapper: Callable[..., Any]) -> None:
         _copy_identity(wrapper, module.forward)
         # Dynamo runs the bookkeeping eagerly and compiles the module's own forward as its frame.
-        wrapper = torch.compiler.disable(wrapper, recursive=False)  # type: ignore[no-untyped-call]  # torch leaves it untyped
+        wrapper = dynamo_skip(wrapper)
         setattr(wrapper, _MARK, True)
         previous = module.__dict__.get("forward", _NOTHING)
         module.__dict__["forward"] = wrapper

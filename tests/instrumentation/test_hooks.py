@@ -619,6 +619,65 @@ class _Handing(nn.Module):
         return x.zero_() if self.inplace else x
 
 
+class _Fill(nn.Module):
+    """Returns a new tensor of `size` elements equal to `value` on every call."""
+
+    def __init__(self, size: int, value: float, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.size, self.value, self.dtype = size, value, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((self.size,), self.value, dtype=self.dtype)
+
+
+class TestProbeOrder:
+    def test_mixed_precision_outputs_keep_their_call_order(
+        self, registry: CollectorRegistry
+    ) -> None:
+        """float16, float32, bfloat16 and complex outputs in one forward: the first bad is named."""
+        model = nn.Sequential(
+            _Fill(4, 60000.0, torch.float16),  # finite (summed in float32)
+            _Fill(4, 1.0),
+            _Fill(4, float("inf"), torch.bfloat16),
+            _Fill(4, float("nan")),
+            _Fill(4, 1.0, torch.complex64),
+        )
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["**"]), capture_logs() as logs:
+            model(torch.zeros(1))
+            counts = [value(registry, "mmgov_module_nonfinite_outputs_total", str(i))
+                      for i in range(5)]
+        assert counts == [0, 0, 1, 1, 0]
+        (event,) = events(logs, "module_output_nonfinite")
+        assert (event["module"], event["modules"]) == ("2", ["2", "3"])
+
+    def test_an_output_overwritten_in_place_is_judged_as_its_producer_returned_it(
+        self, registry: CollectorRegistry
+    ) -> None:
+        """-inf then ReLU(inplace=True): the producer is counted, the ReLU's zeros are not."""
+        model = nn.Sequential(_Fill(3, float("-inf")), nn.ReLU(inplace=True))
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                        modules=["**"]):
+            out = model(torch.zeros(1))
+            counts = [value(registry, "mmgov_module_nonfinite_outputs_total", str(i))
+                      for i in range(2)]
+        assert out.tolist() == [0.0, 0.0, 0.0]
+        assert counts == [1, 0]
+
+    def test_probes_under_autograd_record_no_graph(self, registry: CollectorRegistry) -> None:
+        """With gradients on, the probes waiting on the device hold no autograd node."""
+        model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+        handle = instrument(model, model_name="tiny", version=3, prometheus_registry=registry,
+                            modules=["**"], sample_every=1000)
+        with handle:
+            model(torch.ones(2, 3)).sum().backward()
+            model(torch.ones(2, 3)).sum().backward()
+            assert len(handle._pending) == 2  # nothing read back yet (the next sample is far)
+            pending = handle._pending[-1]
+            assert len(pending.probes) == 2
+            assert all(p.grad_fn is None and not p.requires_grad for p in pending.probes)
+
+
 class TestProbeReuse:
     @pytest.mark.parametrize(("inplace", "expected"), [(False, 1), (True, 0)])
     def test_a_handed_on_tensor_shares_its_probe_unless_changed_in_place(
