@@ -70,6 +70,17 @@ class TestCompile:
         torch._dynamo.reset()
 
 
+    def test_the_wrapper_is_the_timed_body_itself(self, registry: CollectorRegistry) -> None:
+        """No Dynamo wrapper frame around the body: the instance forward is `_hot`'s function,
+        marked so Dynamo neither inlines it nor compiles its frame."""
+        model = TinyMultimodal().eval()
+        with instrument(model, model_name="tiny", version=3, prometheus_registry=registry):
+            wrapper = model.fusion_layer.__dict__["forward"]
+            assert wrapper.__code__.co_filename.endswith(("instrumentation/_hot.py",
+                                                         "instrumentation\\_hot.py"))
+            assert wrapper._torchdynamo_disable is True
+
+
 class TestLogging:
     def test_configure_logging_emits_json_with_context(
         self, capsys: pytest.CaptureFixture[str]
