@@ -75,6 +75,22 @@ def covariance_traces(y: FloatArray) -> tuple[float, float]:
     return tr_s, max(tr_c2, tr_s * tr_s / d)
 
 
+def fourth_moment_excess(y: FloatArray, trace1: float, trace2: float) -> float:
+    """Estimate ``E||y - mu||^4 - tr(C)^2 - 2 tr(C @ C)`` from the rows: zero for Gaussian rows.
+
+    The variance of the squared norm of a mean of ``m`` rows is ``2 tr(C @ C) / m^2`` plus this
+    excess over ``m^3``; for rows that form a few tight clusters (image embeddings of ten digit
+    classes) the second term is not small at windows of a few dozen rows. ``trace1`` and
+    ``trace2`` are the rows' `covariance_traces`; the fourth moment is the plain mean over rows.
+
+    Returns:
+        A float; negative for rows lighter-tailed than Gaussian ones, or from sampling noise.
+    """
+    yc = y - y.mean(axis=0)
+    squared = np.einsum("ij,ij->i", yc, yc)
+    return float(np.mean(squared * squared)) - trace1 * trace1 - 2.0 * trace2
+
+
 def quantile_variance(y: FloatArray, alpha: float) -> float:
     """Sampling variance of ``scaled_chi2_quantile`` of the ``covariance_traces`` of ``y``.
 

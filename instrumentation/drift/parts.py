@@ -15,6 +15,7 @@ from instrumentation.drift.calibration import (
     FloatArray,
     bootstrap_counts,
     covariance_traces,
+    fourth_moment_excess,
     inverse_sqrt,
     ledoit_wolf,
     quantile_variance,
@@ -35,6 +36,13 @@ class WhitenedMeanPart:
     high.) The reference mean is the held-out mean too: a mean over the fitted rows is not
     independent of the whitening for non-Gaussian data (measured on MiniLM text embeddings: the
     mean part alarmed at twice its rate).
+
+    The matched chi-square treats the window mean as Gaussian. For a window of ``m`` rows the
+    variance of the statistic also has a fourth-moment term, ``K (1/m^3 + 1/n^3) / c^2`` with
+    ``K = E||y||^4 - tr^2 - 2 tr2`` (`fourth_moment_excess`, zero for Gaussian rows), which is
+    added to the matched variance per window size when ``K > 0`` (never lowering a threshold):
+    on image embeddings of digits, windows of 32 against 1,000 rows, the part alarmed on 9.2 %
+    of windows at a rate of 2.5 % without it. ``quantile`` is the large-window quantile.
     """
 
     def __init__(self, fit: FloatArray, held: FloatArray, alpha: float) -> None:
@@ -51,7 +59,24 @@ class WhitenedMeanPart:
         # so it goes into the matched chi-square. Without it the error of the traces (a few
         # percent for heavy-tailed whitened features) raised the part's false alarms on average.
         widen = quantile_variance(y, alpha) / 2.0
-        self.quantile = scaled_chi2_quantile(trace1, trace2 + widen, alpha)  # for c = 1
+        self.alpha = alpha
+        self.trace1, self.trace2 = trace1, trace2 + widen
+        self.excess = max(fourth_moment_excess(y, trace1, trace2), 0.0)
+        self.quantile = scaled_chi2_quantile(trace1, self.trace2, alpha)  # for c = 1, m large
+        self._by_rows: dict[int, float] = {}
+
+    def quantile_for(self, m: int) -> float:
+        """The null quantile, for ``c = 1``, of the statistic of a window of ``m`` rows."""
+        quantile = self._by_rows.get(m)
+        if quantile is None:
+            n = self.n_ref
+            c = 1.0 / m + 1.0 / n
+            extra = self.excess * (1.0 / m**3 + 1.0 / n**3) / (2.0 * c * c)
+            quantile = scaled_chi2_quantile(self.trace1, self.trace2 + extra, self.alpha)
+            if len(self._by_rows) >= 64:  # a few window sizes in practice; stay bounded
+                self._by_rows.clear()
+            self._by_rows[m] = quantile
+        return quantile
 
     def __call__(self, x: Float32Array) -> float:
         """The statistic over its null quantile for a window of ``x.shape[0]`` rows.
@@ -62,7 +87,7 @@ class WhitenedMeanPart:
         m = int(x.shape[0])
         diff = (x.mean(axis=0, dtype=np.float64) - self.mean).astype(np.float32)
         z = self.whiten @ diff
-        return float(z @ z) / (1.0 / m + 1.0 / self.n_ref) / self.quantile
+        return float(z @ z) / (1.0 / m + 1.0 / self.n_ref) / self.quantile_for(m)
 
 
 class LogScalePart:

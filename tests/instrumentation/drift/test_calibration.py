@@ -169,3 +169,40 @@ class TestCalibrationNumerics:
         assert predicted == pytest.approx(np.var(quantiles), rel=0.25)
         gaussian = rng.standard_normal((200, 30))
         assert quantile_variance(gaussian, 0.025) < 0.25 * predicted
+
+
+def _long_tailed(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Rows whose squared norm is long-tailed: a tight core and one row in ten spread wide."""
+    scale = np.where(rng.random(rows) < 0.1, 3.0, 0.5)
+    return rng.standard_normal((rows, 16)) * scale[:, None]
+
+
+class TestSmallWindowsOfLongTailedRows:
+    def test_the_mean_part_holds_its_rate_on_small_windows(self) -> None:
+        """Windows of 16 long-tailed rows: the mean part alarms near its per-part rate (0.025).
+
+        Treated as Gaussian (no fourth-moment term), the same windows alarm at about 5 times it.
+        """
+        rng = np.random.default_rng(3)
+        reference = _long_tailed(rng, 1000)
+        pool = _long_tailed(np.random.default_rng(4), 40_000)
+        windows = [pool[i : i + 16] for i in range(0, 40_000, 16)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            detector = create_detector("mean_shift", reference, window=16)
+        part = detector.mean_part
+        rate = float(np.mean([part(w.astype(np.float32)) > 1.0 for w in windows]))
+        part.excess, part._by_rows = 0.0, {}
+        gaussian = float(np.mean([part(w.astype(np.float32)) > 1.0 for w in windows]))
+        assert part.alpha == pytest.approx(0.0253, abs=1e-4)
+        assert (rate < 0.04, gaussian > 0.06) == (True, True), (rate, gaussian)
+
+    def test_gaussian_rows_keep_their_thresholds(self) -> None:
+        """On Gaussian rows the fourth-moment term is noise: small-window quantiles move < 2 %."""
+        rng = np.random.default_rng(5)
+        reference = rng.standard_normal((1000, 32)) @ rng.standard_normal((32, 32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            part = create_detector("mean_shift", reference, window=32).mean_part
+        assert part.quantile_for(32) / part.quantile == pytest.approx(1.0, abs=0.02)
+        assert part.quantile_for(500) / part.quantile == pytest.approx(1.0, abs=0.001)
